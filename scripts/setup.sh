@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Set up everything the demo and the tests need, installing only what is missing:
+#   Debian packages (Docker Engine, busybox-static for the test image, zstd, ...), a running Docker
+#   Engine (started in the background only when none answers), a venv with the pinned test
+#   requirements, the collection path, and the local test image (no registry needed).
+# Safe to run again: each step checks first. Source it (". scripts/setup.sh") or run it.
+set -euo pipefail
+HOLDFAST_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+HOLDFAST_VENV="${HOLDFAST_VENV:-$HOLDFAST_ROOT/.venv}"
+HOLDFAST_TMP="$HOLDFAST_ROOT/.tmp"
+mkdir -p "$HOLDFAST_TMP"
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+# 1. Debian packages ---------------------------------------------------------------------------
+APT_PACKAGES=(docker.io busybox-static zstd pigz python3-venv python3-docker acl attr age restic)
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+    log "installing Debian packages: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    log "missing packages ${missing[*]}: install them (as root: apt-get install ${missing[*]})"
+    exit 1
+  fi
+fi
+
+# 2. Docker Engine -----------------------------------------------------------------------------
+if ! docker info >/dev/null 2>&1; then
+  if [[ $(id -u) -eq 0 ]] && command -v dockerd >/dev/null; then
+    log "no Docker Engine answers: starting dockerd in the background (log: $HOLDFAST_TMP/dockerd.log)"
+    nohup dockerd >"$HOLDFAST_TMP/dockerd.log" 2>&1 &
+    for _ in $(seq 1 120); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
+    docker info >/dev/null 2>&1 || { log "dockerd did not come up; see $HOLDFAST_TMP/dockerd.log"; exit 1; }
+  else
+    log "no Docker Engine answers and this user cannot start one: start dockerd (systemctl start docker)"
+    exit 1
+  fi
+else
+  log "Docker Engine is running: leaving it alone"
+fi
+
+# 3. venv with the pinned requirements -----------------------------------------------------------
+PYTHON="${HOLDFAST_PYTHON:-python3}"
+if [[ ! -x "$HOLDFAST_VENV/bin/python" ]]; then
+  log "creating venv $HOLDFAST_VENV"
+  "$PYTHON" -m venv "$HOLDFAST_VENV"
+fi
+stamp="$HOLDFAST_VENV/.holdfast-requirements.sha256"
+want="$(sha256sum "$HOLDFAST_ROOT/requirements/test.txt" | cut -d' ' -f1)"
+if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
+  log "installing pinned requirements into the venv"
+  "$HOLDFAST_VENV/bin/pip" install -q -r "$HOLDFAST_ROOT/requirements/test.txt" 2> >(grep -v "is ignored: it is neither" >&2)
+  echo "$want" >"$stamp"
+fi
+
+# 4. The collection where Ansible looks for it --------------------------------------------------
+HOLDFAST_COLLECTIONS="$HOLDFAST_TMP/collections"
+mkdir -p "$HOLDFAST_COLLECTIONS/ansible_collections/holdfast"
+ln -sfn "$HOLDFAST_ROOT" "$HOLDFAST_COLLECTIONS/ansible_collections/holdfast/volumes"
+
+# 5. Local test image (no registry is reachable) -------------------------------------------------
+"$HOLDFAST_ROOT/scripts/build-test-image.sh"
+
+export HOLDFAST_ROOT HOLDFAST_VENV HOLDFAST_COLLECTIONS
+export ANSIBLE_COLLECTIONS_PATH="$HOLDFAST_COLLECTIONS"
+log "ready: venv $HOLDFAST_VENV, collections $HOLDFAST_COLLECTIONS"
