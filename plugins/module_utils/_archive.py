@@ -1,0 +1,290 @@
+# -*- coding: utf-8 -*-
+# Copyright: holdfast.volumes contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The backup format: names, manifests, what counts as a complete backup, and archive safety rules.
+
+Layout in a destination directory:
+
+    <dest>/<volume>/<volume>-<YYYYMMDDTHHMMSSZ>.tar[.zst|.gz][.age]      the archive
+    <dest>/<volume>/<volume>-<YYYYMMDDTHHMMSSZ>.manifest.json            written last: the backup is complete
+    <dest>/<volume>/.holdfast-tmp-*                                       work in progress (stale if no lock held)
+    <dest>/<volume>/.lock                                                 flock of the backup/rotation in progress
+
+An archive is a plain tar stream (members ./...), optionally compressed (zstd or gzip) and optionally encrypted
+with age, so `zstd -d < a.tar.zst | tar -x` or `age -d -i key a.tar.zst.age | zstd -d | tar -x` restores it by hand.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import datetime
+import errno
+import hashlib
+import json
+import os
+import posixpath
+import re
+import stat
+
+from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
+
+FORMAT = 'holdfast.volumes/backup'
+FORMAT_VERSION = 1
+COLLECTION_VERSION = '0.1.0'
+TMP_PREFIX = '.holdfast-tmp-'
+MANIFEST_SUFFIX = '.manifest.json'
+SUFFIXES = {'zstd': '.tar.zst', 'gzip': '.tar.gz', 'none': '.tar'}
+STAMP_FORMAT = '%Y%m%dT%H%M%SZ'
+NAME_RE = re.compile(r'^(?P<base>(?P<volume>.+)-(?P<stamp>\d{8}T\d{6}Z))'
+                     r'(?P<suffix>\.tar(?:\.zst|\.gz)?(?:\.age)?|\.manifest\.json)$')
+ZSTD_MAGIC = b'\x28\xb5\x2f\xfd'
+GZIP_MAGIC = b'\x1f\x8b'
+AGE_MAGIC = b'age-encryption.org/v1'
+
+
+def stamp(when):
+    return when.astimezone(datetime.timezone.utc).strftime(STAMP_FORMAT)
+
+
+def archive_name(volume, when, compression, encrypted):
+    return '%s-%s%s%s' % (volume, stamp(when), SUFFIXES[compression], '.age' if encrypted else '')
+
+
+def manifest_name_for(archive_basename):
+    match = NAME_RE.match(archive_basename)
+    if not match or match.group('suffix') == MANIFEST_SUFFIX:
+        raise HoldfastError("%s is not a holdfast archive name." % archive_basename)
+    return match.group('base') + MANIFEST_SUFFIX
+
+
+def safe_folder_name(name):
+    """The folder for a source: the volume name, or a readable, collision-free name for a host path."""
+    if '/' not in name:
+        return name
+    clean = re.sub(r'[^A-Za-z0-9_.-]+', '_', name.strip('/')) or 'root'
+    return '%s-%s' % (clean[:80], hashlib.sha256(name.encode('utf-8')).hexdigest()[:8])
+
+
+def sha256_file(path, chunk=4 * 1024 * 1024):
+    digest = hashlib.sha256()
+    with open(path, 'rb') as handle:
+        while True:
+            block = handle.read(chunk)
+            if not block:
+                break
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fsync_dir(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_json_atomic(path, data, mode=0o600):
+    """Write JSON to a temporary name in the same directory, fsync, rename, fsync the directory."""
+    folder = os.path.dirname(path)
+    tmp = os.path.join(folder, '%smanifest-%d' % (TMP_PREFIX, os.getpid()))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        with os.fdopen(fd, 'w') as handle:
+            json.dump(data, handle, indent=2, sort_keys=True)
+            handle.write('\n')
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.rename(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    fsync_dir(folder)
+
+
+def list_backups(folder):
+    """Scan one volume folder: complete backups (newest first), orphan archives, temporaries, unknown files.
+
+    A backup is complete when its manifest exists, parses, and names an archive that exists beside it.
+    """
+    complete, orphans, temps, unknown, bad_manifests = [], [], [], [], []
+    try:
+        entries = sorted(os.listdir(folder))
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            return dict(complete=[], orphans=[], temps=[], unknown=[], bad_manifests=[])
+        raise HoldfastError("Cannot list backup folder %s: %s" % (folder, exc.strerror)) from exc
+    names = set(entries)
+    claimed = set()
+    for entry in entries:
+        if entry == '.lock':
+            continue
+        if entry.startswith(TMP_PREFIX):
+            temps.append(entry)
+            continue
+        match = NAME_RE.match(entry)
+        if not match:
+            unknown.append(entry)
+            continue
+        if match.group('suffix') != MANIFEST_SUFFIX:
+            continue
+        path = os.path.join(folder, entry)
+        try:
+            with open(path) as handle:
+                manifest = json.load(handle)
+            if manifest.get('format') != FORMAT or not manifest.get('archive') or not manifest.get('sha256'):
+                raise ValueError('not a holdfast manifest')
+            if os.path.basename(manifest['archive']) != manifest['archive'] or manifest_name_for(
+                    manifest['archive']) != entry:
+                raise ValueError('archive name does not match the manifest name')
+        except (ValueError, OSError, HoldfastError) as exc:
+            bad_manifests.append(dict(name=entry, error=str(exc)))
+            continue
+        if manifest['archive'] not in names:
+            bad_manifests.append(dict(name=entry, error='archive %s is missing' % manifest['archive']))
+            continue
+        claimed.add(manifest['archive'])
+        complete.append(dict(manifest=manifest, manifest_path=path,
+                             archive_path=os.path.join(folder, manifest['archive']),
+                             time=parse_manifest_time(manifest)))
+    for entry in entries:
+        match = NAME_RE.match(entry)
+        if match and match.group('suffix') != MANIFEST_SUFFIX and entry not in claimed:
+            orphans.append(entry)
+    complete.sort(key=lambda b: b['time'], reverse=True)
+    return dict(complete=complete, orphans=orphans, temps=temps, unknown=unknown, bad_manifests=bad_manifests)
+
+
+def parse_manifest_time(manifest):
+    text = manifest.get('created')
+    try:
+        return datetime.datetime.strptime(text, '%Y-%m-%dT%H:%M:%SZ').replace(tzinfo=datetime.timezone.utc)
+    except (TypeError, ValueError):
+        raise HoldfastError("manifest of %s has no valid 'created' time." % manifest.get('archive')) from None
+
+
+def detect_layers(head):
+    """Pure: the layers of an archive from its first bytes: (encrypted, compression)."""
+    if head.startswith(AGE_MAGIC):
+        return True, None  # compression is known only after decryption
+    if head.startswith(ZSTD_MAGIC):
+        return False, 'zstd'
+    if head.startswith(GZIP_MAGIC):
+        return False, 'gzip'
+    if len(head) >= 262 and head[257:262] == b'ustar':
+        return False, 'none'
+    if len(head) >= 512 and head[:512].strip(b'\0') == b'':
+        return False, 'none'  # an empty tar (only end-of-archive blocks)
+    return False, 'unknown'
+
+
+class MemberChecker(object):
+    """Checks tar members one by one, in archive order, against the restore safety rules.
+
+    Refuses: absolute names, `..` components, members whose path goes through a symlink the archive created,
+    hard links whose target is not an earlier regular member, a path that changes type (e.g. a directory later
+    replaced by a symlink), device nodes and fifos unless allowed. Symlinks themselves are data and are kept
+    whatever they point to.
+    """
+
+    def __init__(self, allow_special=False):
+        self.allow_special = allow_special
+        self.kinds = {}
+        self.symlinks = set()
+        self.refused = []
+        self.count = 0
+        self.has_root = False
+
+    @staticmethod
+    def normalise(name):
+        if name.startswith('/'):
+            return None
+        parts = [p for p in name.split('/') if p not in ('', '.')]
+        if any(p == '..' for p in parts):
+            return None
+        return '/'.join(parts)
+
+    def check(self, name, kind, linkname=None):
+        """kind: file, dir, symlink, hardlink, char, block, fifo, other. Returns the normalised path or None."""
+        self.count += 1
+        if name.startswith('/') or name.startswith('\\'):
+            return self._refuse(name, 'absolute path')
+        path = self.normalise(name)
+        if path is None:
+            return self._refuse(name, 'path with a .. component')
+        if path == '':
+            if kind != 'dir':
+                return self._refuse(name, 'the root of the archive must be a directory')
+            self.has_root = True
+            return path
+        parts = path.split('/')
+        for i in range(1, len(parts)):
+            if '/'.join(parts[:i]) in self.symlinks:
+                return self._refuse(name, 'goes through the symlink %s' % '/'.join(parts[:i]))
+        previous = self.kinds.get(path)
+        if previous is not None and previous != kind and not (previous == 'file' and kind == 'hardlink'):
+            return self._refuse(name, 'changes an earlier %s into a %s' % (previous, kind))
+        if kind in ('char', 'block', 'fifo') and not self.allow_special:
+            return self._refuse(name, '%s device or fifo (set allow_special_files to restore it)' % kind)
+        if kind == 'other':
+            return self._refuse(name, 'unsupported member type')
+        if kind == 'hardlink':
+            target = self.normalise(linkname or '')
+            if not target or self.kinds.get(target) != 'file':
+                return self._refuse(name, 'hard link to %r, which is not an earlier regular file of the archive'
+                                    % linkname)
+        if kind == 'symlink':
+            self.symlinks.add(path)
+        self.kinds[path] = kind
+        return path
+
+    def _refuse(self, name, why):
+        self.refused.append(dict(member=name, reason=why))
+        return None
+
+
+def tarinfo_kind(member):
+    if member.isreg():
+        return 'file'
+    if member.isdir():
+        return 'dir'
+    if member.issym():
+        return 'symlink'
+    if member.islnk():
+        return 'hardlink'
+    if member.ischr():
+        return 'char'
+    if member.isblk():
+        return 'block'
+    if member.isfifo():
+        return 'fifo'
+    return 'other'
+
+
+def tree_fingerprint(root):
+    """Cheap summary of a tree (entries, bytes, newest mtime, ownership sum) to see whether it changed."""
+    entries = total = 0
+    newest = 0
+    owners = 0
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            try:
+                st = os.lstat(os.path.join(dirpath, name))
+            except OSError:
+                continue
+            entries += 1
+            if stat.S_ISREG(st.st_mode):
+                total += st.st_size
+            newest = max(newest, st.st_mtime_ns)
+            owners += st.st_uid * 7 + st.st_gid * 13 + stat.S_IMODE(st.st_mode)
+    st = os.lstat(root)
+    return dict(entries=entries, bytes=total, newest_mtime_ns=newest, owners=owners,
+                root_mode=stat.S_IMODE(st.st_mode), root_uid=st.st_uid, root_gid=st.st_gid)
+
+
+def posix_join(*parts):
+    return posixpath.join(*parts)

@@ -1,0 +1,450 @@
+# -*- coding: utf-8 -*-
+# Copyright: holdfast.volumes contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""volume_backup, the doing part.
+
+tar (GNU tar on the host path, or the Engine's archive API) -> zstd/pigz/gzip -> age -> this process, which
+hashes and writes to a temporary name in the destination folder; then fsync, a re-read that checks the sha256,
+rename, fsync of the folder, and the manifest written last (atomically too). A per-folder lock serialises
+backups of one volume; temporaries left by a killed run are removed by the next one, under that lock.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import datetime
+import errno
+import fcntl
+import hashlib
+import os
+import re
+import shutil
+import socket
+import subprocess
+import tarfile
+import tempfile
+import threading
+import time
+
+from ansible_collections.holdfast.volumes.plugins.module_utils._archive import (
+    COLLECTION_VERSION,
+    FORMAT,
+    FORMAT_VERSION,
+    TMP_PREFIX,
+    archive_name,
+    fsync_dir,
+    manifest_name_for,
+    safe_folder_name,
+    write_json_atomic,
+)
+from ansible_collections.holdfast.volumes.plugins.module_utils._docker_common import connect, inspect_volume
+from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
+from ansible_collections.holdfast.volumes.plugins.module_utils._quiesce import Quiesce, containers_using, run_hook
+from ansible_collections.holdfast.volumes.plugins.module_utils._volume_access import VolumeAccess, _IterReader
+
+CHUNK = 1024 * 1024
+AGE_RECIPIENT_RE = re.compile(r'^(age1[0-9a-z]{20,}|ssh-(ed25519|rsa) \S+.*)$')
+TAR_CREATE = ['tar', '--create', '--file=-', '--numeric-owner', '--xattrs', '--xattrs-include=*', '--acls',
+              '--sparse', '--totals', '--warning=no-file-ignored', '-C']
+
+
+def need_tool(name, package):
+    path = shutil.which(name)
+    if not path:
+        raise HoldfastError("%s is not installed on the managed host; install the %s package "
+                            "(apt-get install %s)." % (name, package, package))
+    return path
+
+
+def compressor_command(compression, level=None, threads=0):
+    if compression == 'zstd':
+        cmd = [need_tool('zstd', 'zstd'), '-q', '-c', '-T%d' % threads, '-%d' % (level or 3)]
+        return cmd
+    if compression == 'gzip':
+        pigz = shutil.which('pigz')
+        if pigz:
+            return [pigz, '-c', '-%d' % (level or 6)] + (['-p', str(threads)] if threads else [])
+        return [need_tool('gzip', 'gzip'), '-c', '-%d' % (level or 6)]
+    return None
+
+
+def validate(params):
+    if bool(params.get('volume')) == bool(params.get('path')):
+        raise HoldfastError("Give exactly one source: volume (a Docker volume) or path (a host directory).")
+    dest = params.get('dest')
+    if not dest or not os.path.isabs(dest):
+        raise HoldfastError("dest must be an absolute directory path, got %r." % dest)
+    if params.get('path') and not os.path.isabs(params['path']):
+        raise HoldfastError("path must be absolute, got %r." % params['path'])
+    for recipient in params.get('encrypt_to') or []:
+        if not isinstance(recipient, str) or not AGE_RECIPIENT_RE.match(recipient.strip()):
+            raise HoldfastError("encrypt_to: %r is not an age recipient (age1... public key or an ssh public key)."
+                                % recipient)
+    level = params.get('compression_level')
+    if level is not None and not (1 <= level <= 19):
+        raise HoldfastError("compression_level must be between 1 and 19.")
+    for stage in ('pre_hooks', 'post_hooks'):
+        for hook in params.get(stage) or []:
+            if not hook.get('container') or not hook.get('command'):
+                raise HoldfastError("each entry of %s needs a container and a command." % stage)
+
+
+class FolderLock(object):
+    """flock on <folder>/.lock; waits up to `timeout` seconds."""
+
+    def __init__(self, folder, timeout):
+        self.path = os.path.join(folder, '.lock')
+        self.timeout = timeout
+        self.fd = None
+
+    def __enter__(self):
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return self
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+            if time.monotonic() >= deadline:
+                os.close(self.fd)
+                raise HoldfastError(
+                    "Another backup, restore or rotation holds the lock %s; waited %ss. Try again later or raise "
+                    "lock_timeout." % (self.path, self.timeout))
+            time.sleep(0.2)
+
+    def __exit__(self, *exc):
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)
+        return False
+
+
+def clean_temporaries(folder):
+    """Remove temporaries of interrupted runs. Call only while holding the folder lock."""
+    removed = []
+    for entry in os.listdir(folder):
+        if entry.startswith(TMP_PREFIX):
+            try:
+                os.unlink(os.path.join(folder, entry))
+                removed.append(entry)
+            except OSError:
+                pass
+    return removed
+
+
+class _Tee(object):
+    """Reader over an iterator of bytes that forwards everything read into a sink (for counting members)."""
+
+    def __init__(self, iterator, sink, counter):
+        self.reader = _IterReader(iterator)
+        self.sink = sink
+        self.counter = counter
+
+    def read(self, size=-1):
+        data = self.reader.read(size) if size and size > 0 else self.reader.read()
+        if data:
+            self.counter[0] += len(data)
+            self.sink.write(data)
+        return data
+
+
+def write_archive(source_cmd, engine_stream, tmp_path, compression, level, recipients):
+    """Run source -> [compressor] -> [age] and write the final bytes to tmp_path (hashing them).
+
+    source_cmd: GNU tar command (host route), or None with engine_stream (an iterator of raw tar bytes).
+    Returns dict(bytes, sha256, raw_bytes, file_count (engine route), warnings).
+    """
+    stages = []
+    comp = compressor_command(compression, level)
+    if comp:
+        stages.append(comp)
+    if recipients:
+        age = [need_tool('age', 'age'), '--encrypt']
+        for recipient in recipients:
+            age += ['--recipient', recipient.strip()]
+        stages.append(age)
+    procs = []
+
+    def spawn(cmd, stdin):
+        err = tempfile.TemporaryFile()
+        proc = subprocess.Popen(cmd, stdin=stdin, stdout=subprocess.PIPE, stderr=err)
+        procs.append((os.path.basename(cmd[0]), proc, err))
+        return proc
+
+    prev_out = None
+    feed_into = None
+    if source_cmd is not None:
+        prev_out = spawn(source_cmd, subprocess.DEVNULL).stdout
+    for cmd in stages:
+        if prev_out is None:
+            proc = spawn(cmd, subprocess.PIPE)
+            feed_into = proc.stdin
+        else:
+            proc = spawn(cmd, prev_out)
+            prev_out.close()  # the next stage owns the pipe now; a dying stage gives its writer SIGPIPE
+        prev_out = proc.stdout
+
+    raw_counter = [0]
+    member_count = [0]
+    errors = []
+    digest = hashlib.sha256()
+    written = [0]
+    fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    sink = _Sink(fd, digest, written)
+
+    def feed(target):
+        try:
+            tee = _Tee(engine_stream, target, raw_counter)
+            with tarfile.open(fileobj=tee, mode='r|') as tar:
+                for member in tar:
+                    if member.name not in ('.', './', ''):
+                        member_count[0] += 1
+            while tee.read(CHUNK):
+                pass
+        except (OSError, tarfile.TarError, ValueError) as exc:
+            errors.append(exc)
+        finally:
+            if target is not sink:
+                try:
+                    target.close()
+                except OSError:
+                    pass
+
+    thread = None
+    try:
+        if engine_stream is not None and feed_into is not None:
+            thread = threading.Thread(target=feed, args=(feed_into,))
+            thread.daemon = True
+            thread.start()
+        if engine_stream is not None and prev_out is None:
+            feed(sink)  # no stages: the raw tar stream is the archive
+            if errors and isinstance(errors[0], OSError):
+                raise errors[0]
+        else:
+            while True:
+                block = prev_out.read(CHUNK)
+                if not block:
+                    break
+                sink.write(block)
+        os.fsync(fd)
+    except OSError as exc:
+        for _name, proc, _err in procs:
+            proc.kill()
+        _reap(procs, thread)
+        if exc.errno == errno.ENOSPC:
+            raise HoldfastError("The destination is full (no space left on device) after %d bytes; the partial "
+                                "archive was removed and no previous backup was touched." % written[0]) from exc
+        raise HoldfastError("Writing the archive failed: %s" % exc) from exc
+    finally:
+        os.close(fd)
+    stats = dict(raw_bytes=0, file_count=None, warnings=[])
+    failures = []
+    for name, code, err in _reap(procs, thread):
+        if name == 'tar':
+            match = re.search(r'Total bytes written: (\d+)', err)
+            if match:
+                stats['raw_bytes'] = int(match.group(1))
+            if code == 1:
+                stats['warnings'].append("tar: some files changed while they were read (live data); use quiesce: "
+                                         "stop or pause for a consistent copy. %s" % _tail(err))
+            elif code != 0:
+                failures.append('tar exited %d: %s' % (code, _tail(err)))
+        elif code != 0:
+            failures.append('%s exited %d: %s' % (name, code, _tail(err)))
+    if errors:
+        failures.append('reading the volume through the Engine failed: %s' % errors[0])
+    if failures:
+        raise HoldfastError("The backup failed, nothing was kept: " + "; ".join(failures))
+    if engine_stream is not None:
+        stats['raw_bytes'] = raw_counter[0]
+        stats['file_count'] = member_count[0]
+    stats['bytes'] = written[0]
+    stats['sha256'] = digest.hexdigest()
+    return stats
+
+
+def _reap(procs, thread):
+    if thread is not None:
+        thread.join()
+    out = []
+    for name, proc, err in procs:
+        if proc.stdout:
+            proc.stdout.close()
+        code = proc.wait()
+        err.seek(0)
+        out.append((name, code, err.read().decode('utf-8', 'replace')))
+        err.close()
+    del procs[:]
+    return out
+
+
+class _Sink(object):
+    def __init__(self, fd, digest, written):
+        self.fd = fd
+        self.digest = digest
+        self.written = written
+
+    def write(self, data):
+        self.digest.update(data)
+        self.written[0] += len(data)
+        view = memoryview(data)
+        while view:
+            n = os.write(self.fd, view)
+            view = view[n:]
+
+
+def _tail(text, n=600):
+    text = (text or '').strip()
+    return text[-n:]
+
+
+def verify_file(path, expected):
+    """Re-read the archive from storage (cache dropped where the OS allows) and compare its sha256."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if hasattr(os, 'posix_fadvise'):
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        digest = hashlib.sha256()
+        while True:
+            block = os.read(fd, 4 * CHUNK)
+            if not block:
+                break
+            digest.update(block)
+    finally:
+        os.close(fd)
+    if digest.hexdigest() != expected:
+        raise HoldfastError("Verification failed: the archive read back from %s does not match what was written "
+                            "(sha256 %s, expected %s). The destination may be faulty; nothing was kept."
+                            % (path, digest.hexdigest(), expected))
+
+
+def count_index(path):
+    with open(path, 'rb') as handle:
+        return max(sum(1 for _ in handle) - 1, 0)  # minus the root "./"
+
+
+def run_backup(params, check_mode=False):
+    validate(params)
+    started = time.time()
+    now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    client = None
+    source = dict(type='volume' if params.get('volume') else 'path')
+    if params.get('volume') or params.get('pre_hooks') or params.get('post_hooks') or params.get('quiesce') != 'none':
+        client = connect(params)
+    if params.get('volume'):
+        vol = inspect_volume(client, params['volume'])
+        if vol is None:
+            raise HoldfastError("Volume %s does not exist; nothing to back up." % params['volume'])
+        access = VolumeAccess(client, params.get('docker_host'))
+        route, host_path = access.route(vol)
+        name = vol['Name']
+        source.update(name=name, driver=vol['Driver'], driver_options=vol['Options'], labels=vol['Labels'],
+                      route=route)
+        users = containers_using(client, volume=name) if client and params['quiesce'] != 'none' else []
+    else:
+        host_path = os.path.realpath(params['path'])
+        if not os.path.isdir(host_path):
+            raise HoldfastError("path %s is not a directory." % params['path'])
+        route = 'host'
+        name = params['path']
+        source.update(name=name, path=host_path, route='host')
+        users = containers_using(client, path=host_path) if client and params['quiesce'] != 'none' else []
+    encrypted = bool(params.get('encrypt_to'))
+    compression = params.get('compression') or 'zstd'
+    folder = os.path.join(params['dest'], safe_folder_name(name))
+    final_name = archive_name(safe_folder_name(name), now, compression, encrypted)
+    final_path = os.path.join(folder, final_name)
+    manifest_path = os.path.join(folder, manifest_name_for(final_name))
+    result = dict(changed=True, archive=final_path, manifest=manifest_path, source=source, containers=[],
+                  hooks=[], cleaned=[])
+    # tools must be there before we touch anything
+    compressor_command(compression, params.get('compression_level'))
+    if encrypted:
+        need_tool('age', 'age')
+    if route == 'host':
+        need_tool('tar', 'tar')
+    if check_mode:
+        result['would_quiesce'] = [u['name'] for u in users if u['state'] == 'running'] \
+            if params['quiesce'] != 'none' else []
+        return result, []
+    try:
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+    except OSError as exc:
+        raise HoldfastError("Cannot create the backup folder %s: %s" % (folder, exc.strerror)) from exc
+    warnings = []
+    with FolderLock(folder, params.get('lock_timeout', 600)):
+        result['cleaned'] = clean_temporaries(folder)
+        # Names carry the time to the second: taken under the lock, and unique (a queued backup may wait a second).
+        while True:
+            now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+            final_name = archive_name(safe_folder_name(name), now, compression, encrypted)
+            final_path = os.path.join(folder, final_name)
+            manifest_path = os.path.join(folder, manifest_name_for(final_name))
+            if not (os.path.exists(final_path) or os.path.exists(manifest_path)):
+                break
+            time.sleep(0.2)
+        result.update(archive=final_path, manifest=manifest_path)
+        tmp_path = os.path.join(folder, '%s%s' % (TMP_PREFIX, final_name))
+        index_path = os.path.join(folder, '%sindex-%d' % (TMP_PREFIX, os.getpid()))
+        try:
+            for hook in params.get('pre_hooks') or []:
+                result['hooks'].append(run_hook(client, hook, 'pre'))
+            quiesce = Quiesce(client, params['quiesce'], users, params.get('stop_timeout', 30))
+            try:
+                with quiesce:
+                    if route == 'host':
+                        cmd = TAR_CREATE[:-1] + ['--index-file=%s' % index_path, '--verbose', '-C', host_path, '.']
+                        stats = write_archive(cmd, None, tmp_path, compression, params.get('compression_level'),
+                                              params.get('encrypt_to'))
+                        stats['file_count'] = count_index(index_path)
+                    else:
+                        with access.engine_mount(name, read_only=True) as cid:
+                            stream = access.engine_read_stream(cid)
+                            stats = write_archive(None, stream, tmp_path, compression,
+                                                  params.get('compression_level'), params.get('encrypt_to'))
+            finally:
+                result['containers'] = quiesce.report()
+            for hook in params.get('post_hooks') or []:
+                result['hooks'].append(run_hook(client, hook, 'post'))
+            if stats['bytes'] == 0 or stats['raw_bytes'] == 0:
+                raise HoldfastError("The archive is empty (0 bytes) although the source was read; refusing to keep "
+                                    "an empty backup. Check the source and the tools (tar, %s)." % compression)
+            if params.get('verify', True):
+                verify_file(tmp_path, stats['sha256'])
+            os.rename(tmp_path, final_path)
+            fsync_dir(folder)
+        except BaseException:
+            for leftover in (tmp_path,):
+                try:
+                    os.unlink(leftover)
+                except OSError:
+                    pass
+            raise
+        finally:
+            try:
+                os.unlink(index_path)
+            except OSError:
+                pass
+        duration = max(time.time() - started, 1e-6)
+        manifest = dict(
+            format=FORMAT, format_version=FORMAT_VERSION, collection_version=COLLECTION_VERSION,
+            archive=final_name, created=now.strftime('%Y-%m-%dT%H:%M:%SZ'), host=socket.gethostname(),
+            source=dict((k, v) for k, v in source.items() if k != 'route'),
+            volume=source['name'] if source['type'] == 'volume' else None,
+            driver=source.get('driver'), driver_options=source.get('driver_options'), labels=source.get('labels'),
+            file_count=stats['file_count'], bytes_raw=stats['raw_bytes'], bytes_stored=stats['bytes'],
+            compression=compression, encryption=dict(tool='age', recipients=[r.strip() for r in
+                                                                             params['encrypt_to']])
+            if encrypted else None,
+            sha256=stats['sha256'], quiesce=params['quiesce'],
+            containers=[dict(name=c['name'], action=c['action']) for c in result['containers']],
+            duration_seconds=round(duration, 3))
+        write_json_atomic(manifest_path, manifest)
+    warnings.extend(stats['warnings'])
+    result.update(sha256=stats['sha256'], bytes_raw=stats['raw_bytes'], bytes_stored=stats['bytes'],
+                  file_count=stats['file_count'], duration_seconds=round(duration, 3),
+                  throughput_mib_s=round(stats['raw_bytes'] / 1048576.0 / duration, 1), verified=bool(
+                      params.get('verify', True)), created=manifest['created'])
+    return result, warnings

@@ -1,0 +1,431 @@
+# -*- coding: utf-8 -*-
+# Copyright: holdfast.volumes contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""volume_restore, the doing part: verify everything first, extract into staging, swap into place.
+
+Pass 1 (verify, writes nothing): sha256 of the archive against its manifest, decryption (age), decompression
+(`zstd -dcf`, which reads zstd, gzip and plain tar), and a full read of the tar index through MemberChecker.
+Pass 2 (extract): the same stream into GNU tar in a staging directory beside the target (same filesystem),
+hashing the archive again so that a file changed between the passes is caught. Then the containers using the
+target are stopped (if asked), the target is renamed aside, the staging directory renamed into place, and the
+containers started again. Any failure before the swap leaves the target as it was.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import threading
+import time
+import uuid
+
+from ansible_collections.holdfast.volumes.plugins.module_utils._archive import (
+    AGE_MAGIC,
+    NAME_RE,
+    MemberChecker,
+    fsync_dir,
+    list_backups,
+    manifest_name_for,
+    safe_folder_name,
+    tarinfo_kind,
+    tree_fingerprint,
+    write_json_atomic,
+)
+from ansible_collections.holdfast.volumes.plugins.module_utils._backup import CHUNK, FolderLock, need_tool
+from ansible_collections.holdfast.volumes.plugins.module_utils._docker_common import (
+    APIError,
+    DockerException,
+    api_error,
+    connect,
+    inspect_volume,
+    normalise_volume,
+)
+from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
+from ansible_collections.holdfast.volumes.plugins.module_utils._quiesce import Quiesce, containers_using
+from ansible_collections.holdfast.volumes.plugins.module_utils._volume_access import VolumeAccess
+
+DEFAULT_STATE_DIR = '/var/lib/holdfast-volumes/restored'
+TAR_EXTRACT = ['tar', '--extract', '--file=-', '--numeric-owner', '--same-owner', '--same-permissions',
+               '--xattrs', '--xattrs-include=*', '--acls', '--delay-directory-restore', '--no-unquote']
+
+
+def locate(params):
+    """Find the archive (and its manifest, if any)."""
+    if params.get('archive'):
+        path = params['archive']
+        if not os.path.isfile(path):
+            raise HoldfastError("archive %s does not exist or is not a file." % path)
+        manifest = None
+        base = os.path.basename(path)
+        if NAME_RE.match(base):
+            mpath = os.path.join(os.path.dirname(path), manifest_name_for(base))
+            if os.path.isfile(mpath):
+                with open(mpath) as handle:
+                    try:
+                        manifest = json.load(handle)
+                    except ValueError:
+                        raise HoldfastError("The manifest %s beside the archive is not valid JSON." % mpath) from None
+        return path, manifest
+    source = params.get('source') or params.get('volume') or params.get('path')
+    folder = os.path.join(params['dest'], safe_folder_name(source))
+    scan = list_backups(folder)
+    if not scan['complete']:
+        raise HoldfastError("No complete backup of %s in %s (an archive counts only with its manifest)."
+                            % (source, folder))
+    newest = scan['complete'][0]
+    return newest['archive_path'], newest['manifest']
+
+
+class _Pipeline(object):
+    """archive file -> (hash in this process) -> [age -d] -> zstd -dcf -> consumer (stdout pipe or a command)."""
+
+    def __init__(self, path, identity, consumer_cmd=None, cwd=None):
+        with open(path, 'rb') as handle:
+            head = handle.read(64)
+        self.encrypted = head.startswith(AGE_MAGIC)
+        self.path = path
+        self.digest = hashlib.sha256()
+        self.errors = []
+        self.procs = []
+        stages = []
+        if self.encrypted:
+            if not identity:
+                raise HoldfastError("The archive %s is encrypted with age; give identity (the path of an age "
+                                    "identity file that matches one of its recipients)." % path)
+            if not os.path.isfile(identity):
+                raise HoldfastError("identity file %s does not exist." % identity)
+            stages.append([need_tool('age', 'age'), '--decrypt', '--identity', identity])
+        stages.append([need_tool('zstd', 'zstd'), '-q', '-d', '-c', '-f'])
+        if consumer_cmd:
+            stages.append(consumer_cmd)
+        prev = None
+        for i, cmd in enumerate(stages):
+            err = tempfile.TemporaryFile()
+            is_last = i == len(stages) - 1
+            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE if prev is None else prev, stdout=(
+                subprocess.DEVNULL if (is_last and consumer_cmd) else subprocess.PIPE), stderr=err, cwd=cwd)
+            if prev is not None:
+                prev.close()
+            self.procs.append((os.path.basename(cmd[0]), proc, err))
+            prev = proc.stdout
+        self.stdout = prev
+        self.thread = threading.Thread(target=self._feed)
+        self.thread.daemon = True
+        self.thread.start()
+
+    def _feed(self):
+        sink = self.procs[0][1].stdin
+        try:
+            with open(self.path, 'rb') as handle:
+                while True:
+                    block = handle.read(CHUNK)
+                    if not block:
+                        break
+                    self.digest.update(block)
+                    sink.write(block)
+        except (OSError, ValueError) as exc:
+            self.errors.append(exc)
+        finally:
+            try:
+                sink.close()
+            except OSError:
+                pass
+
+    def finish(self):
+        """Wait for everything; returns a list of failure strings."""
+        if self.stdout is not None:
+            try:
+                while self.stdout.read(CHUNK):
+                    pass
+            except (OSError, ValueError):
+                pass
+        self.thread.join()
+        failures = []
+        for name, proc, err in self.procs:
+            code = proc.wait()
+            err.seek(0)
+            text = err.read().decode('utf-8', 'replace').strip()
+            err.close()
+            if code != 0:
+                failures.append('%s exited %d: %s' % (name, code, text[-500:]))
+        for exc in self.errors:
+            if not isinstance(exc, BrokenPipeError):
+                failures.append('reading the archive: %s' % exc)
+        return failures
+
+    def kill(self):
+        for _name, proc, _err in self.procs:
+            try:
+                proc.kill()
+            except OSError:
+                pass
+
+
+class _Counting(object):
+    def __init__(self, raw):
+        self.raw = raw
+        self.total = 0
+
+    def read(self, size=-1):
+        data = self.raw.read(size)
+        self.total += len(data)
+        return data
+
+
+def verify_archive(path, manifest, identity, allow_special=False):
+    """Pass 1: everything is read and checked; nothing is written. Returns dict(sha256, entries, encrypted)."""
+    pipe = _Pipeline(path, identity)
+    checker = MemberChecker(allow_special=allow_special)
+    problem = None
+    counting = _Counting(pipe.stdout)
+    try:
+        with tarfile.open(fileobj=counting, mode='r|', errorlevel=2) as tar:
+            for member in tar:
+                checker.check(member.name, tarinfo_kind(member), member.linkname)
+            end_offset = tar.offset
+        while counting.read(CHUNK):
+            pass
+        if counting.total < end_offset + 1024:
+            problem = "the tar stream ends without its end-of-archive blocks (truncated?)"
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        problem = "not a readable tar stream: %s" % exc
+    failures = pipe.finish()
+    if failures:
+        raise HoldfastError("The archive %s cannot be read (corrupted, truncated, or wrong identity); the target "
+                            "was not touched: %s" % (path, "; ".join(failures)))
+    if problem:
+        raise HoldfastError("The archive %s is damaged; the target was not touched: %s" % (path, problem))
+    sha = pipe.digest.hexdigest()
+    if manifest and manifest.get('sha256') and manifest['sha256'] != sha:
+        raise HoldfastError("The archive %s does not match its manifest (sha256 %s, manifest says %s): it was "
+                            "changed or damaged after the backup. The target was not touched." % (
+                                path, sha, manifest['sha256']))
+    if checker.refused:
+        listed = "; ".join("%s (%s)" % (r['member'], r['reason']) for r in checker.refused[:20])
+        raise HoldfastError("Refusing to restore %s: %d unsafe member(s): %s. Nothing was written."
+                            % (path, len(checker.refused), listed), refused=checker.refused[:100])
+    entries = max(len([k for k in checker.kinds if k]), 0)
+    if manifest and manifest.get('file_count') is not None and manifest['file_count'] != entries:
+        raise HoldfastError("The archive %s holds %d entries but its manifest says %d; it is damaged. The target "
+                            "was not touched." % (path, entries, manifest['file_count']))
+    return dict(sha256=sha, entries=entries, encrypted=pipe.encrypted, has_root=checker.has_root)
+
+
+def is_empty_dir(path):
+    if not os.path.isdir(path):
+        return True
+    with os.scandir(path) as entries:
+        for _entry in entries:
+            return False
+    return True
+
+
+def _marker_path(state_dir, key):
+    return os.path.join(state_dir, hashlib.sha256(key.encode('utf-8')).hexdigest()[:24] + '.json')
+
+
+def run_restore(params, check_mode=False):
+    if bool(params.get('volume')) == bool(params.get('path')):
+        raise HoldfastError("Give exactly one target: volume (a Docker volume) or path (a host directory).")
+    if bool(params.get('archive')) == bool(params.get('dest')):
+        raise HoldfastError("Give exactly one of archive (a file) or dest (a backup directory: the newest complete "
+                            "backup of the volume there is used).")
+    if params.get('path') and not os.path.isabs(params['path']):
+        raise HoldfastError("path must be absolute.")
+    archive, manifest = locate(params)
+    client = connect(params) if params.get('volume') or params.get('quiesce') != 'none' else None
+    state_dir = params.get('state_dir') or DEFAULT_STATE_DIR
+    result = dict(changed=False, archive=archive, manifest_used=bool(manifest), created_volume=False,
+                  containers=[], previous=None)
+    target_vol = None
+    if params.get('volume'):
+        target_vol = inspect_volume(client, params['volume'])
+        key = 'volume:%s' % params['volume']
+        if target_vol is None:
+            spec = dict(Name=params['volume'], Driver=(manifest or {}).get('driver') or 'local',
+                        Options=(manifest or {}).get('driver_options') or {},
+                        Labels=(manifest or {}).get('labels') or {})
+            route = 'engine' if (spec['Options'].get('type') and spec['Options'].get('type') != 'none') \
+                or spec['Driver'] != 'local' else 'host'
+            target_dir = None
+        else:
+            access = VolumeAccess(client, params.get('docker_host'))
+            route, target_dir = access.route(target_vol)
+        users = containers_using(client, volume=params['volume'])
+    else:
+        key = 'path:%s' % os.path.realpath(params['path'])
+        route, target_dir = 'host', os.path.realpath(params['path'])
+        users = containers_using(client, path=target_dir) if client else []
+    target_exists = target_vol is not None if params.get('volume') else os.path.exists(target_dir)
+    if params.get('path') and target_exists and not os.path.isdir(target_dir):
+        raise HoldfastError("path %s exists and is not a directory." % target_dir)
+
+    # Idempotence: the same archive restored earlier and the content unchanged since then.
+    sha_known = (manifest or {}).get('sha256')
+    marker_file = _marker_path(state_dir, key)
+    if target_exists and not params.get('force') and route == 'host' and os.path.isfile(marker_file):
+        try:
+            with open(marker_file) as handle:
+                marker = json.load(handle)
+            archive_sha = sha_known or _sha256(archive)
+            if marker.get('sha256') == archive_sha and marker.get('fingerprint') == tree_fingerprint(target_dir):
+                result.update(sha256=archive_sha, msg='already restored from this archive; content unchanged')
+                return result, []
+        except (OSError, ValueError):
+            pass
+
+    empty = True
+    if target_exists:
+        if route == 'host':
+            empty = is_empty_dir(target_dir)
+        else:
+            empty = VolumeAccess(client, params.get('docker_host')).is_empty(target_vol)
+    if not empty and not params.get('replace'):
+        raise HoldfastError("The target %s holds data; set replace: true to replace it with the archive's content "
+                            "(keep_previous: true keeps the old content aside), or restore into a new volume."
+                            % (params.get('volume') or target_dir))
+    if not empty and route == 'engine':
+        raise HoldfastError("Replacing the content of volume %s, which is reached through the Engine (driver %s), "
+                            "is not supported: it cannot be swapped atomically. Restore into a new volume instead."
+                            % (params['volume'], target_vol['Driver']))
+    running = [u for u in users if u['state'] in ('running', 'paused', 'restarting')]
+    if running and params.get('quiesce') == 'none':
+        raise HoldfastError("Containers %s are running with the target mounted; set quiesce: stop to stop them for "
+                            "the swap (they are started again afterwards), or stop them first."
+                            % ", ".join(u['name'] for u in running))
+
+    checked = verify_archive(archive, manifest, params.get('identity'), params.get('allow_special_files'))
+    result.update(sha256=checked['sha256'], entries=checked['entries'], encrypted=checked['encrypted'],
+                  changed=True)
+    if check_mode:
+        result['would_create_volume'] = target_vol is None and bool(params.get('volume'))
+        result['would_stop'] = [u['name'] for u in running]
+        return result, []
+
+    if params.get('volume') and target_vol is None:
+        try:
+            created = client.create_volume(name=spec['Name'], driver=spec['Driver'],
+                                           driver_opts=spec['Options'] or None, labels=spec['Labels'] or None)
+        except (DockerException, APIError) as exc:
+            raise api_error('create volume %s' % spec['Name'], exc) from exc
+        target_vol = normalise_volume(created)
+        result['created_volume'] = True
+        access = VolumeAccess(client, params.get('docker_host'))
+        route, target_dir = access.route(target_vol)
+
+    if route == 'engine':
+        _restore_engine(client, params, archive, target_vol, checked)
+    else:
+        quiesce = Quiesce(client, 'stop' if params.get('quiesce') == 'stop' else 'none', users,
+                          params.get('stop_timeout', 30)) if client else None
+        result['previous'] = _restore_host(params, archive, target_dir, checked, quiesce)
+        if quiesce:
+            result['containers'] = quiesce.report()
+        try:
+            os.makedirs(state_dir, mode=0o700, exist_ok=True)
+            write_json_atomic(marker_file, dict(target=key, sha256=checked['sha256'], archive=archive,
+                                                restored_at=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
+                                                fingerprint=tree_fingerprint(target_dir)))
+        except OSError:
+            pass
+    return result, []
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, 'rb') as handle:
+        while True:
+            block = handle.read(4 * CHUNK)
+            if not block:
+                break
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _restore_host(params, archive, target_dir, checked, quiesce):
+    """Extract into a staging directory beside the target, then swap. Returns the kept previous path or None."""
+    target_dir = target_dir.rstrip('/')
+    parent = os.path.dirname(target_dir)
+    if not os.path.isdir(parent):
+        os.makedirs(parent, mode=0o755)
+    if os.path.ismount(target_dir):
+        raise HoldfastError("%s is a mount point, so it cannot be swapped with a staging directory; restore into a "
+                            "directory below it." % target_dir)
+    token = uuid.uuid4().hex[:10]
+    staging = os.path.join(parent, '.holdfast-restore-%s-%s' % (os.path.basename(target_dir), token))
+    old = os.path.join(parent, '.holdfast-previous-%s-%s' % (os.path.basename(target_dir), token))
+    os.mkdir(staging, 0o700)
+    try:
+        pipe = _Pipeline(archive, params.get('identity'), consumer_cmd=TAR_EXTRACT + ['-C', staging])
+        failures = pipe.finish()
+        if failures:
+            raise HoldfastError("Extraction failed; the target was not touched: " + "; ".join(failures))
+        if pipe.digest.hexdigest() != checked['sha256']:
+            raise HoldfastError("The archive changed while it was restored (sha256 differs from the verified one); "
+                                "the target was not touched.")
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if not checked.get('has_root'):
+        # A foreign archive without a "./" member: keep the root's owner and mode as they were.
+        ref = os.lstat(target_dir) if os.path.isdir(target_dir) else None
+        os.chown(staging, ref.st_uid if ref else 0, ref.st_gid if ref else 0)
+        os.chmod(staging, (ref.st_mode & 0o7777) if ref else 0o755)
+    swapped = False
+    try:
+        ctx = quiesce if quiesce is not None else _Null()
+        with ctx:
+            if os.path.lexists(target_dir):
+                os.rename(target_dir, old)
+                try:
+                    os.rename(staging, target_dir)
+                except OSError:
+                    os.rename(old, target_dir)
+                    raise
+            else:
+                os.rename(staging, target_dir)
+            swapped = True
+            fsync_dir(parent)
+    finally:
+        if not swapped:
+            shutil.rmtree(staging, ignore_errors=True)
+    if os.path.lexists(old):
+        if params.get('keep_previous'):
+            return old
+        shutil.rmtree(old, ignore_errors=True)
+    return None
+
+
+class _Null(object):
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _restore_engine(client, params, archive, target_vol, checked):
+    """Into an empty volume reached through the Engine: stream the verified tar through put_archive."""
+    access = VolumeAccess(client, params.get('docker_host'))
+    with access.engine_mount(target_vol['Name']) as cid:
+        pipe = _Pipeline(archive, params.get('identity'))
+        try:
+            access.engine_write(cid, pipe.stdout)
+        except HoldfastError:
+            pipe.kill()
+            pipe.finish()
+            raise
+        failures = pipe.finish()
+        if failures or pipe.digest.hexdigest() != checked['sha256']:
+            raise HoldfastError("Restoring through the Engine failed; volume %s may hold part of the archive: %s"
+                                % (target_vol['Name'], "; ".join(failures) or 'archive changed during restore'))
+
+
+__all__ = ['run_restore', 'verify_archive', 'FolderLock']

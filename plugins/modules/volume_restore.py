@@ -1,0 +1,205 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: holdfast.volumes contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: volume_restore
+short_description: Verified, traversal-safe restore of a volume or host directory that never half-restores
+version_added: 0.1.0
+description:
+  - Restores an archive made by M(holdfast.volumes.volume_backup), or a foreign tar archive (plain, gzip or zstd,
+    for example from C(docker run --rm -v vol:/data -v $(pwd):/backup alpine tar cvf /backup/backup.tar -C /data .)),
+    into a Docker volume (created if missing, with the driver, options and labels of the backup) or a host directory.
+  - Verifies before touching anything. The sha256 is checked against the manifest, the archive is decrypted and
+    decompressed, and its whole tar index is read. A corrupted or truncated archive fails and the target is untouched.
+  - Traversal-safe. Refuses, and writes nothing at all for, archives with absolute member names, C(..) components,
+    members whose path goes through a symlink (also one the archive itself created), hard links to anything but an
+    earlier regular member, a path that changes type, and device nodes or fifos unless O(allow_special_files).
+    Symlinks are data. They are restored as they are, whatever they point to; nothing is written through one.
+  - Never half-restored. The archive is extracted into a staging directory beside the target (same filesystem),
+    then swapped into place with renames. Any failure before the swap leaves the previous content intact.
+  - Restores ownership (numeric), modes, timestamps, links, xattrs and ACLs exactly.
+  - Idempotent. After a restore, a marker records the archive's sha256 and a fingerprint of the restored tree.
+    Restoring the same archive onto unchanged content reports no change, unless O(force).
+author:
+  - holdfast.volumes developers (@holdfast)
+extends_documentation_fragment:
+  - holdfast.volumes.docker
+  - holdfast.volumes.backup
+options:
+  archive:
+    description:
+      - The archive file to restore. Its manifest, when it sits beside it, is used for verification.
+      - Mutually exclusive with O(dest).
+    type: path
+  dest:
+    description:
+      - A backup destination directory. The newest complete backup (archive plus manifest) of O(source) is restored.
+    type: path
+  source:
+    description:
+      - With O(dest), whose backups to use (a volume name or host path as it was backed up).
+        Defaults to the target O(volume) or O(path), so a volume restores from its own backups.
+    type: str
+  volume:
+    description:
+      - The Docker volume to restore into. Created when missing (with the backup's driver, options and labels).
+    type: str
+  path:
+    description:
+      - The host directory to restore into. Created when missing. It must not be a mount point itself.
+    type: path
+  replace:
+    description:
+      - Allow replacing a target that holds data. Without it, a non-empty target is refused.
+    type: bool
+    default: false
+  keep_previous:
+    description:
+      - With O(replace), keep the previous content beside the target (returned in RV(previous)) instead of
+        deleting it after the swap.
+    type: bool
+    default: false
+  force:
+    description:
+      - Restore even when the marker says this archive was restored already and the content is unchanged.
+    type: bool
+    default: false
+  identity:
+    description:
+      - Path of an age identity file on the managed host, needed for encrypted archives. Never logged.
+    type: path
+  allow_special_files:
+    description:
+      - Restore device nodes and fifos. Off by default; such members are refused.
+    type: bool
+    default: false
+  quiesce:
+    description:
+      - V(stop) stops the running containers that use the target for the swap and starts them again afterwards.
+        With V(none), a target used by running containers is refused.
+    type: str
+    choices: [none, stop]
+    default: none
+  stop_timeout:
+    description:
+      - Seconds a container gets to stop before it is killed.
+    type: int
+    default: 30
+  state_dir:
+    description:
+      - Directory of the restore markers used for idempotence.
+    type: path
+    default: /var/lib/holdfast-volumes/restored
+attributes:
+  check_mode:
+    support: full
+    description: Locates and fully verifies the archive (read-only), reports what would happen, writes nothing.
+  diff_mode:
+    support: none
+    description: The content of a volume is not shown as a diff.
+notes:
+  - Volumes reached through the Engine (tmpfs/nfs options, other drivers, a remote engine) can be restored into
+    when empty; replacing their content is refused because it cannot be swapped atomically.
+requirements:
+  - GNU tar and zstd on the managed host (zstd also reads gzip and plain tar); age for encrypted archives.
+seealso:
+  - module: holdfast.volumes.volume_backup
+'''
+
+EXAMPLES = r'''
+- name: Restore the newest backup of shop_db, replacing its content, with the database stopped for the swap
+  holdfast.volumes.volume_restore:
+    dest: /srv/backups
+    volume: shop_db
+    replace: true
+    quiesce: stop
+
+- name: Restore an encrypted archive into a new volume
+  holdfast.volumes.volume_restore:
+    archive: /srv/backups/shop_db/shop_db-20261126T173500Z.tar.zst.age
+    identity: /root/.config/holdfast/backup-key.txt
+    volume: shop_db_copy
+
+- name: Restore a foreign archive made with docker run ... tar cvf
+  holdfast.volumes.volume_restore:
+    archive: /root/backup.tar
+    volume: legacy_data
+'''
+
+RETURN = r'''
+archive:
+  description: The archive restored (or that would be).
+  returned: always
+  type: str
+sha256:
+  description: sha256 of the archive.
+  returned: success
+  type: str
+entries:
+  description: Entries in the archive, not counting the root.
+  returned: when the archive was verified
+  type: int
+manifest_used:
+  description: Whether a manifest was found and checked.
+  returned: always
+  type: bool
+created_volume:
+  description: Whether the target volume was created.
+  returned: always
+  type: bool
+previous:
+  description: Where the previous content was kept (O(keep_previous)), else null.
+  returned: always
+  type: str
+containers:
+  description: Containers stopped for the swap, and whether they were started again.
+  returned: always
+  type: list
+  elements: dict
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.holdfast.volumes.plugins.module_utils._docker_common import docker_argument_spec
+from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
+from ansible_collections.holdfast.volumes.plugins.module_utils._restore import DEFAULT_STATE_DIR, run_restore
+
+
+def main():
+    argument_spec = dict(
+        archive=dict(type='path'),
+        dest=dict(type='path'),
+        source=dict(type='str'),
+        volume=dict(type='str'),
+        path=dict(type='path'),
+        replace=dict(type='bool', default=False),
+        keep_previous=dict(type='bool', default=False),
+        force=dict(type='bool', default=False),
+        identity=dict(type='path', no_log=False),
+        allow_special_files=dict(type='bool', default=False),
+        quiesce=dict(type='str', default='none', choices=['none', 'stop']),
+        stop_timeout=dict(type='int', default=30),
+        state_dir=dict(type='path', default=DEFAULT_STATE_DIR),
+        lock_timeout=dict(type='int', default=600),
+    )
+    argument_spec.update(docker_argument_spec())
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
+                           mutually_exclusive=[('volume', 'path'), ('archive', 'dest')],
+                           required_one_of=[('volume', 'path'), ('archive', 'dest')])
+    try:
+        result, warnings = run_restore(module.params, check_mode=module.check_mode)
+    except HoldfastError as exc:
+        module.fail_json(msg=exc.msg, **exc.details)
+    for warning in warnings:
+        module.warn(warning)
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()
