@@ -1,0 +1,198 @@
+# -*- coding: utf-8 -*-
+# Copyright: holdfast.volumes contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""backup_rotation, the doing part: which backups of a folder to remove, and removing them safely.
+
+Safe by construction:
+- only complete backups (manifest + the archive it names) are candidates; times come from manifests, never mtimes;
+- temporaries and archives without manifest are touched only when older than a threshold; unknown files never;
+- a backup whose archive does not match its manifest (size, or sha256 when verified) is broken: reported, never
+  counted as kept, removed only with remove_broken;
+- the newest complete, sound backup is never removed;
+- removal deletes the manifest first (from then on the backup no longer counts), fsyncs, then the archive.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import time
+
+from ansible_collections.holdfast.volumes.plugins.module_utils._archive import (
+    fsync_dir,
+    list_backups,
+    safe_folder_name,
+    sha256_file,
+)
+from ansible_collections.holdfast.volumes.plugins.module_utils._backup import FolderLock
+from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
+from ansible_collections.holdfast.volumes.plugins.module_utils._retention import (
+    POLICY_KEYS,
+    apply_policy,
+    parse_time,
+    validate_policy,
+)
+
+
+def check_backup(backup, verify):
+    """None when sound, else why it is broken."""
+    manifest = backup['manifest']
+    try:
+        size = os.path.getsize(backup['archive_path'])
+    except OSError as exc:
+        return 'archive unreadable: %s' % exc.strerror
+    if manifest.get('bytes_stored') is not None and size != manifest['bytes_stored']:
+        return 'archive is %d bytes, manifest says %d' % (size, manifest['bytes_stored'])
+    if verify == 'sha256':
+        try:
+            actual = sha256_file(backup['archive_path'])
+        except OSError as exc:
+            return 'archive unreadable: %s' % exc.strerror
+        if actual != manifest.get('sha256'):
+            return 'sha256 %s does not match the manifest (%s)' % (actual, manifest.get('sha256'))
+    return None
+
+
+def _entry(backup, reasons=None):
+    out = dict(archive=backup['archive_path'], manifest=backup['manifest_path'],
+               created=backup['manifest'].get('created'), bytes=backup['manifest'].get('bytes_stored'))
+    if reasons is not None:
+        out['reasons'] = reasons
+    return out
+
+
+def _remove_backups(backups):
+    """Manifests first (fsync: from then on these backups no longer count), then the archives. Bytes freed."""
+    if not backups:
+        return 0
+    freed = 0
+    folders = set()
+    for backup in backups:
+        folders.add(os.path.dirname(backup['manifest_path']))
+        try:
+            freed += os.path.getsize(backup['manifest_path'])
+            os.unlink(backup['manifest_path'])
+        except FileNotFoundError:
+            pass
+    for folder in folders:
+        fsync_dir(folder)
+    for backup in backups:
+        try:
+            freed += os.path.getsize(backup['archive_path'])
+            os.unlink(backup['archive_path'])
+        except FileNotFoundError:
+            pass
+    for folder in folders:
+        fsync_dir(folder)
+    return freed
+
+
+def plan_folder(folder, rules, now, verify, stale_age):
+    scan = list_backups(folder)
+    sound, broken = [], []
+    for backup in scan['complete']:
+        why = check_backup(backup, verify) if verify != 'none' else None
+        if why:
+            broken.append(dict(_entry(backup), reason=why, _backup=backup))
+        else:
+            sound.append(backup)
+    plan = apply_policy(sound, rules, now=now, time_of=lambda b: b['time'])
+    keep = [dict(item=e['item'], reasons=list(e['reasons'])) for e in plan['keep']]
+    remove = list(plan['remove'])
+    if sound and sound[0] in remove:  # belt and braces: the newest sound backup always stays
+        remove.remove(sound[0])
+        keep.insert(0, dict(item=sound[0], reasons=['newest']))
+    cutoff = time.time() - stale_age
+    stale = []
+    for name in scan['temps'] + scan['orphans']:
+        path = os.path.join(folder, name)
+        try:
+            if os.lstat(path).st_mtime < cutoff:
+                stale.append(path)
+        except OSError:
+            pass
+    return dict(keep=keep, remove=remove, broken=broken, stale=stale, unknown=scan['unknown'],
+                bad_manifests=scan['bad_manifests'])
+
+
+def run_rotation(params, check_mode=False):
+    policy = dict((k, params.get(k)) for k in POLICY_KEYS if params.get(k) not in (None, ''))
+    if params.get('timezone'):
+        policy['timezone'] = params['timezone']
+    rules = validate_policy(policy)
+    dest = params['dest']
+    if not os.path.isdir(dest):
+        raise HoldfastError("dest %s is not a directory." % dest)
+    now = parse_time(params['now'], 'now') if params.get('now') else None
+    if params.get('volume'):
+        folders = [os.path.join(dest, safe_folder_name(params['volume']))]
+        if not os.path.isdir(folders[0]):
+            raise HoldfastError("No backup folder for %s in %s." % (params['volume'], dest))
+    else:
+        folders = sorted(os.path.join(dest, d) for d in os.listdir(dest)
+                         if os.path.isdir(os.path.join(dest, d)) and not d.startswith('.'))
+    verify = params.get('verify') or 'sha256'
+    stale_age = params.get('stale_age', 86400)
+    result = dict(changed=False, kept=[], removed=[], broken=[], cleaned=[], bytes_freed=0, folders=[])
+    diffs = []
+    for folder in folders:
+        lock_path = os.path.join(folder, '.lock')
+        use_lock = not check_mode or os.path.exists(lock_path)
+        ctx = FolderLock(folder, params.get('lock_timeout', 600)) if use_lock else _Null()
+        with ctx:
+            plan = plan_folder(folder, rules, now, verify, stale_age)
+            before = sorted(os.path.basename(b['manifest_path']) for b in
+                            [e['item'] for e in plan['keep']] + plan['remove'] + [x['_backup'] for x in plan['broken']])
+            doomed = list(plan['remove'])
+            broken_out = []
+            for item in plan['broken']:
+                backup = item.pop('_backup')
+                item['removed'] = bool(params.get('remove_broken'))
+                if params.get('remove_broken'):
+                    doomed.append(backup)
+                broken_out.append(item)
+            removed = [_entry(b) for b in doomed]
+            if check_mode:
+                freed = sum((b['manifest'].get('bytes_stored') or 0) for b in doomed)
+            else:
+                freed = _remove_backups(doomed)
+            cleaned = []
+            for path in plan['stale']:
+                if not check_mode:
+                    try:
+                        freed += os.lstat(path).st_size
+                        os.unlink(path)
+                    except OSError:
+                        continue
+                cleaned.append(path)
+            kept = [_entry(e['item'], e['reasons']) for e in plan['keep']]
+        result['kept'] += kept
+        result['removed'] += removed
+        result['broken'] += broken_out
+        result['cleaned'] += cleaned
+        result['bytes_freed'] += freed
+        result['folders'].append(dict(folder=folder, kept=len(kept), removed=len(removed), broken=len(broken_out),
+                                      cleaned=len(cleaned), unknown=plan['unknown'],
+                                      bad_manifests=plan['bad_manifests']))
+        if removed or cleaned:
+            gone = set(os.path.basename(r['manifest']) for r in removed)
+            after = [n for n in before if n not in gone]
+            diffs.append(dict(before_header=folder, after_header=folder,
+                              before='\n'.join(before) + '\n', after='\n'.join(after) + ('\n' if after else '')))
+    result['changed'] = bool(result['removed'] or result['cleaned'])
+    if params.get('_diff'):
+        result['diff'] = diffs
+    warnings = []
+    for item in result['broken']:
+        hint = '' if item['removed'] else ' (kept; remove_broken: true removes it)'
+        warnings.append("broken backup %s: %s%s" % (item['archive'], item['reason'], hint))
+    return result, warnings
+
+
+class _Null(object):
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
