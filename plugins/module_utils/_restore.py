@@ -20,7 +20,6 @@ import json
 import os
 import shutil
 import subprocess
-import tarfile
 import tempfile
 import threading
 import time
@@ -30,15 +29,16 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._archive import (
     AGE_MAGIC,
     NAME_RE,
     MemberChecker,
+    TarFormatError,
     fsync_dir,
+    gate_tar_stream,
     list_backups,
     manifest_name_for,
     safe_folder_name,
-    tarinfo_kind,
     tree_fingerprint,
     write_json_atomic,
 )
-from ansible_collections.holdfast.volumes.plugins.module_utils._backup import CHUNK, FolderLock, need_tool
+from ansible_collections.holdfast.volumes.plugins.module_utils._backup import CHUNK, FolderLock, grow_pipe, need_tool
 from ansible_collections.holdfast.volumes.plugins.module_utils._docker_common import (
     APIError,
     DockerException,
@@ -113,6 +113,9 @@ class _Pipeline(object):
                 subprocess.DEVNULL if (is_last and consumer_cmd) else subprocess.PIPE), stderr=err, cwd=cwd)
             if prev is not None:
                 prev.close()
+            for stream in (proc.stdin, proc.stdout):
+                if stream is not None:
+                    grow_pipe(stream)
             self.procs.append((os.path.basename(cmd[0]), proc, err))
             prev = proc.stdout
         self.stdout = prev
@@ -168,34 +171,31 @@ class _Pipeline(object):
                 pass
 
 
-class _Counting(object):
-    def __init__(self, raw):
-        self.raw = raw
-        self.total = 0
-
-    def read(self, size=-1):
-        data = self.raw.read(size)
-        self.total += len(data)
-        return data
-
-
-def verify_archive(path, manifest, identity, allow_special=False):
-    """Pass 1: everything is read and checked; nothing is written. Returns dict(sha256, entries, encrypted)."""
+def _gate(path, manifest, identity, allow_special, sink=None, escaping_links=False):
+    """Decrypt/decompress the archive and pass it through the member gate. Returns (pipe, checker, problem)."""
     pipe = _Pipeline(path, identity)
-    checker = MemberChecker(allow_special=allow_special)
+    checker = MemberChecker(allow_special=allow_special, refuse_escaping_links=escaping_links)
     problem = None
-    counting = _Counting(pipe.stdout)
     try:
-        with tarfile.open(fileobj=counting, mode='r|', errorlevel=2) as tar:
-            for member in tar:
-                checker.check(member.name, tarinfo_kind(member), member.linkname)
-            end_offset = tar.offset
-        while counting.read(CHUNK):
-            pass
-        if counting.total < end_offset + 1024:
-            problem = "the tar stream ends without its end-of-archive blocks (truncated?)"
-    except (tarfile.TarError, EOFError, OSError) as exc:
-        problem = "not a readable tar stream: %s" % exc
+        grow_pipe(pipe.stdout)
+        gate_tar_stream(pipe.stdout, checker, sink)
+    except TarFormatError as exc:
+        problem = str(exc)
+    except BrokenPipeError:
+        problem = 'the extracting tar stopped early'
+    except OSError as exc:
+        problem = 'reading the archive: %s' % exc
+    return pipe, checker, problem
+
+
+def _judge(path, manifest, pipe, checker, problem):
+    """Raise if anything was wrong; return dict(sha256, entries, encrypted, has_root)."""
+    if checker.refused:
+        pipe.kill()
+        pipe.finish()
+        listed = "; ".join("%s (%s)" % (r['member'], r['reason']) for r in checker.refused[:20])
+        raise HoldfastError("Refusing to restore %s: unsafe member(s): %s. Nothing was written to the target."
+                            % (path, listed), refused=checker.refused[:100])
     failures = pipe.finish()
     if failures:
         raise HoldfastError("The archive %s cannot be read (corrupted, truncated, or wrong identity); the target "
@@ -207,15 +207,17 @@ def verify_archive(path, manifest, identity, allow_special=False):
         raise HoldfastError("The archive %s does not match its manifest (sha256 %s, manifest says %s): it was "
                             "changed or damaged after the backup. The target was not touched." % (
                                 path, sha, manifest['sha256']))
-    if checker.refused:
-        listed = "; ".join("%s (%s)" % (r['member'], r['reason']) for r in checker.refused[:20])
-        raise HoldfastError("Refusing to restore %s: %d unsafe member(s): %s. Nothing was written."
-                            % (path, len(checker.refused), listed), refused=checker.refused[:100])
-    entries = max(len([k for k in checker.kinds if k]), 0)
+    entries = len([k for k in checker.kinds if k])
     if manifest and manifest.get('file_count') is not None and manifest['file_count'] != entries:
         raise HoldfastError("The archive %s holds %d entries but its manifest says %d; it is damaged. The target "
                             "was not touched." % (path, entries, manifest['file_count']))
     return dict(sha256=sha, entries=entries, encrypted=pipe.encrypted, has_root=checker.has_root)
+
+
+def verify_archive(path, manifest, identity, allow_special=False, escaping_links=False):
+    """Read and check everything, write nothing. Returns dict(sha256, entries, encrypted, has_root)."""
+    pipe, checker, problem = _gate(path, manifest, identity, allow_special, escaping_links=escaping_links)
+    return _judge(path, manifest, pipe, checker, problem)
 
 
 def is_empty_dir(path):
@@ -301,13 +303,15 @@ def run_restore(params, check_mode=False):
                             "the swap (they are started again afterwards), or stop them first."
                             % ", ".join(u['name'] for u in running))
 
-    checked = verify_archive(archive, manifest, params.get('identity'), params.get('allow_special_files'))
-    result.update(sha256=checked['sha256'], entries=checked['entries'], encrypted=checked['encrypted'],
-                  changed=True)
     if check_mode:
-        result['would_create_volume'] = target_vol is None and bool(params.get('volume'))
-        result['would_stop'] = [u['name'] for u in running]
+        checked = verify_archive(archive, manifest, params.get('identity'), params.get('allow_special_files'))
+        result.update(sha256=checked['sha256'], entries=checked['entries'], encrypted=checked['encrypted'],
+                      changed=True, would_create_volume=target_vol is None and bool(params.get('volume')),
+                      would_stop=[u['name'] for u in running])
         return result, []
+    if route == 'engine':
+        # No staging directory exists for these volumes: verify completely before writing anything.
+        checked = verify_archive(archive, manifest, params.get('identity'), params.get('allow_special_files'))
 
     if params.get('volume') and target_vol is None:
         try:
@@ -317,17 +321,26 @@ def run_restore(params, check_mode=False):
             raise api_error('create volume %s' % spec['Name'], exc) from exc
         target_vol = normalise_volume(created)
         result['created_volume'] = True
-        access = VolumeAccess(client, params.get('docker_host'))
-        route, target_dir = access.route(target_vol)
-
-    if route == 'engine':
-        _restore_engine(client, params, archive, target_vol, checked)
-    else:
-        quiesce = Quiesce(client, 'stop' if params.get('quiesce') == 'stop' else 'none', users,
-                          params.get('stop_timeout', 30)) if client else None
-        result['previous'] = _restore_host(params, archive, target_dir, checked, quiesce)
-        if quiesce:
-            result['containers'] = quiesce.report()
+        route, target_dir = VolumeAccess(client, params.get('docker_host')).route(target_vol)
+    try:
+        if route == 'engine':
+            _restore_engine(client, params, archive, target_vol, checked)
+        else:
+            quiesce = Quiesce(client, 'stop' if params.get('quiesce') == 'stop' else 'none', users,
+                              params.get('stop_timeout', 30)) if client else None
+            result['previous'], checked = _restore_host(params, archive, manifest, target_dir, quiesce)
+            if quiesce:
+                result['containers'] = quiesce.report()
+    except BaseException:
+        if result['created_volume']:
+            try:
+                client.remove_volume(target_vol['Name'])
+            except (DockerException, APIError):
+                pass
+        raise
+    result.update(sha256=checked['sha256'], entries=checked['entries'], encrypted=checked['encrypted'],
+                  changed=True)
+    if route == 'host':
         try:
             os.makedirs(state_dir, mode=0o700, exist_ok=True)
             write_json_atomic(marker_file, dict(target=key, sha256=checked['sha256'], archive=archive,
@@ -349,7 +362,7 @@ def _sha256(path):
     return digest.hexdigest()
 
 
-def _restore_host(params, archive, target_dir, checked, quiesce):
+def _restore_host(params, archive, manifest, target_dir, quiesce):
     """Extract into a staging directory beside the target, then swap. Returns the kept previous path or None."""
     target_dir = target_dir.rstrip('/')
     parent = os.path.dirname(target_dir)
@@ -363,13 +376,27 @@ def _restore_host(params, archive, target_dir, checked, quiesce):
     old = os.path.join(parent, '.holdfast-previous-%s-%s' % (os.path.basename(target_dir), token))
     os.mkdir(staging, 0o700)
     try:
-        pipe = _Pipeline(archive, params.get('identity'), consumer_cmd=TAR_EXTRACT + ['-C', staging])
-        failures = pipe.finish()
-        if failures:
-            raise HoldfastError("Extraction failed; the target was not touched: " + "; ".join(failures))
-        if pipe.digest.hexdigest() != checked['sha256']:
-            raise HoldfastError("The archive changed while it was restored (sha256 differs from the verified one); "
-                                "the target was not touched.")
+        err = tempfile.TemporaryFile()
+        tar = subprocess.Popen(TAR_EXTRACT + ['-C', staging], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                               stderr=err)
+        grow_pipe(tar.stdin)
+        try:
+            pipe, checker, problem = _gate(archive, manifest, params.get('identity'),
+                                           params.get('allow_special_files'), sink=tar.stdin,
+                                           escaping_links=params.get('_refuse_escaping_links', False))
+        finally:
+            try:
+                tar.stdin.close()
+            except OSError:
+                pass
+        if checker.refused or problem:
+            tar.kill()
+        code = tar.wait()
+        checked = _judge(archive, manifest, pipe, checker, problem)
+        if code != 0:
+            err.seek(0)
+            raise HoldfastError("Extraction failed; the target was not touched: tar exited %d: %s"
+                                % (code, err.read().decode('utf-8', 'replace').strip()[-600:]))
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -378,6 +405,12 @@ def _restore_host(params, archive, target_dir, checked, quiesce):
         ref = os.lstat(target_dir) if os.path.isdir(target_dir) else None
         os.chown(staging, ref.st_uid if ref else 0, ref.st_gid if ref else 0)
         os.chmod(staging, (ref.st_mode & 0o7777) if ref else 0o755)
+    if params.get('_before_swap'):
+        try:
+            params['_before_swap'](staging)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
     swapped = False
     try:
         ctx = quiesce if quiesce is not None else _Null()
@@ -398,9 +431,9 @@ def _restore_host(params, archive, target_dir, checked, quiesce):
             shutil.rmtree(staging, ignore_errors=True)
     if os.path.lexists(old):
         if params.get('keep_previous'):
-            return old
+            return old, checked
         shutil.rmtree(old, ignore_errors=True)
-    return None
+    return None, checked
 
 
 class _Null(object):

@@ -1,0 +1,402 @@
+# -*- coding: utf-8 -*-
+# Copyright: holdfast.volumes contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Ownership and modes of a tree: parse the wanted state (pure), walk once, change only what differs.
+
+Never follows symlinks: a symlink's own owner is changed with lchown, its mode is never touched (chmod would
+follow it), and directories on another filesystem (mounts inside the volume) are not entered.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import grp
+import os
+import pwd
+import re
+import stat
+
+from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
+
+MAX_ID = 4294967294  # (uid_t)-1 means "unchanged" to the kernel
+SYMBOLIC_RE = re.compile(r'^([ugoa]*)([-+=])([rwxXst]*)$')
+SAMPLE = 20
+
+
+def parse_id(value, kind):
+    """A numeric id (int or digits) or a name resolved on this host. Returns an int or None."""
+    if value is None or value == '':
+        return None
+    if isinstance(value, bool):
+        raise HoldfastError("%s must be a number or a name, got %r." % (kind, value))
+    if isinstance(value, int) or (isinstance(value, str) and re.match(r'^-?\d+$', value.strip())):
+        number = int(value)
+        if number < 0 or number > MAX_ID:
+            raise HoldfastError("%s %s is out of range: ids go from 0 to %d." % (kind, number, MAX_ID))
+        return number
+    if not isinstance(value, str):
+        raise HoldfastError("%s must be a number or a name, got %r." % (kind, value))
+    try:
+        return pwd.getpwnam(value).pw_uid if kind == 'owner' else grp.getgrnam(value).gr_gid
+    except KeyError:
+        raise HoldfastError("%s %r does not exist on this host; use a numeric id (containers' users usually do not "
+                            "exist on the host, e.g. 999 for postgres)." % (kind, value)) from None
+
+
+class ModeSpec(object):
+    """An octal mode or a symbolic one (u=rwX,g=rX,o=), applied to a current mode."""
+
+    def __init__(self, spec, name='mode'):
+        self.text = spec
+        self.octal = None
+        self.clauses = None
+        if isinstance(spec, bool):
+            raise HoldfastError("%s must be octal (e.g. '0750') or symbolic (e.g. 'u=rwX,g=rX,o='), got %r."
+                                % (name, spec))
+        if isinstance(spec, int):
+            if not 0 <= spec <= 0o7777:
+                raise HoldfastError("%s %r is out of range (0 to 07777)." % (name, spec))
+            self.octal = spec
+            return
+        text = str(spec).strip()
+        if re.match(r'^0?[0-7]{3,4}$', text) or re.match(r'^0o[0-7]{1,4}$', text):
+            self.octal = int(text.replace('0o', ''), 8)
+            if self.octal > 0o7777:
+                raise HoldfastError("%s %r is out of range." % (name, spec))
+            return
+        clauses = []
+        for clause in text.split(','):
+            match = SYMBOLIC_RE.match(clause.strip())
+            if not match:
+                raise HoldfastError("%s %r is neither octal (e.g. '0750') nor symbolic (e.g. 'u=rwX,g=rX,o=')."
+                                    % (name, spec))
+            clauses.append(match.groups())
+        self.clauses = clauses
+
+    def apply(self, current, is_dir):
+        current = stat.S_IMODE(current)
+        if self.octal is not None:
+            return self.octal
+        mode = current
+        for who, op, perms in self.clauses:
+            who = who or 'a'
+            if 'a' in who:
+                who = 'ugo'
+            bits = 0
+            for p in perms:
+                if p == 'r':
+                    bits |= sum({'u': 0o400, 'g': 0o040, 'o': 0o004}[w] for w in who)
+                elif p == 'w':
+                    bits |= sum({'u': 0o200, 'g': 0o020, 'o': 0o002}[w] for w in who)
+                elif p == 'x' or (p == 'X' and (is_dir or current & 0o111)):
+                    bits |= sum({'u': 0o100, 'g': 0o010, 'o': 0o001}[w] for w in who)
+                elif p == 's':
+                    bits |= (0o4000 if 'u' in who else 0) | (0o2000 if 'g' in who else 0)
+                elif p == 't':
+                    bits |= 0o1000
+            if op == '+':
+                mode |= bits
+            elif op == '-':
+                mode &= ~bits
+            else:
+                mask = 0
+                for w in who:
+                    mask |= {'u': 0o4700, 'g': 0o2070, 'o': 0o1007}[w]
+                mode = (mode & ~mask) | bits
+        return mode
+
+
+def wanted_state(params):
+    """Pure: the normalised wanted state from the module parameters."""
+    state = dict(uid=parse_id(params.get('owner'), 'owner'), gid=parse_id(params.get('group'), 'group'),
+                 mode=ModeSpec(params['mode'], 'mode') if params.get('mode') not in (None, '') else None,
+                 recurse=bool(params.get('recurse')),
+                 file_mode=ModeSpec(params['file_mode'], 'file_mode') if params.get('file_mode') not in (None, '')
+                 else None,
+                 dir_mode=ModeSpec(params['dir_mode'], 'dir_mode') if params.get('dir_mode') not in (None, '')
+                 else None,
+                 keep_exec=bool(params.get('keep_file_exec_bits')))
+    if (state['file_mode'] or state['dir_mode']) and not state['recurse']:
+        raise HoldfastError("file_mode and dir_mode apply below the root: set recurse: true.")
+    if state['uid'] is None and state['gid'] is None and not (state['mode'] or state['file_mode']
+                                                               or state['dir_mode']):
+        raise HoldfastError("Nothing to manage: give owner, group, mode, file_mode or dir_mode.")
+    return state
+
+
+def _target(st, state, is_root):
+    """Pure: (uid, gid, mode or None) wanted for an entry with stat st; mode None for symlinks."""
+    uid = state['uid'] if state['uid'] is not None else st.st_uid
+    gid = state['gid'] if state['gid'] is not None else st.st_gid
+    if stat.S_ISLNK(st.st_mode):
+        return uid, gid, None
+    is_dir = stat.S_ISDIR(st.st_mode)
+    current = stat.S_IMODE(st.st_mode)
+    if is_root:
+        spec = state['mode']
+    elif is_dir:
+        spec = state['dir_mode']
+    elif stat.S_ISREG(st.st_mode):
+        spec = state['file_mode']
+    else:
+        spec = None
+    mode = spec.apply(current, is_dir) if spec else current
+    if spec and not is_dir and not is_root and state['keep_exec']:
+        mode = (mode & ~0o111) | (current & 0o111)
+    return uid, gid, mode
+
+
+def converge_tree(root, state, check_mode=False):
+    """Walk once; change what differs. Returns counts, a sample of changed paths, and the root before/after."""
+    result = dict(examined=0, changed_owner=0, changed_mode=0, changed_entries=0, sample=[], skipped_mounts=[])
+    try:
+        root_st = os.lstat(root)
+    except OSError as exc:
+        raise HoldfastError("Cannot read %s: %s" % (root, exc.strerror)) from exc
+    if not stat.S_ISDIR(root_st.st_mode):
+        raise HoldfastError("%s is not a directory." % root)
+    device = root_st.st_dev
+    before_root = dict(uid=root_st.st_uid, gid=root_st.st_gid, mode='%04o' % stat.S_IMODE(root_st.st_mode))
+
+    def visit(path, st, is_root):
+        result['examined'] += 1
+        uid, gid, mode = _target(st, state, is_root)
+        changed = False
+        if (uid, gid) != (st.st_uid, st.st_gid):
+            changed = True
+            result['changed_owner'] += 1
+            if not check_mode:
+                os.chown(path, uid, gid, follow_symlinks=False)
+        if mode is not None and mode != stat.S_IMODE(st.st_mode):
+            changed = True
+            result['changed_mode'] += 1
+            if not check_mode:
+                # after a chown the kernel may clear setuid/setgid bits, so the mode is set after ownership
+                os.chmod(path, mode)  # never a symlink here: symlinks have mode None
+        elif mode is not None and changed and not check_mode and stat.S_IMODE(st.st_mode) & 0o6000:
+            os.chmod(path, mode)  # restore setuid/setgid bits cleared by chown
+        if changed:
+            result['changed_entries'] += 1
+            if len(result['sample']) < SAMPLE:
+                result['sample'].append(path)
+
+    visit(root, root_st, True)
+    if state['recurse']:
+        stack = [root]
+        while stack:
+            current = stack.pop()
+            try:
+                entries = list(os.scandir(current))
+            except OSError as exc:
+                raise HoldfastError("Cannot list %s: %s" % (current, exc.strerror)) from exc
+            for entry in entries:
+                st = entry.stat(follow_symlinks=False)
+                visit(entry.path, st, False)
+                if stat.S_ISDIR(st.st_mode):
+                    if st.st_dev != device:
+                        result['skipped_mounts'].append(entry.path)
+                    else:
+                        stack.append(entry.path)
+    after = os.lstat(root) if not check_mode else None
+    uid, gid, mode = _target(root_st, state, True)
+    result['root_before'] = before_root
+    result['root_after'] = dict(uid=after.st_uid, gid=after.st_gid, mode='%04o' % stat.S_IMODE(after.st_mode)) \
+        if after else dict(uid=uid, gid=gid, mode='%04o' % mode)
+    return result
+
+
+# -- the engine route: a helper container with a shell, find, chown and chmod -----------------------------------
+BUSYBOX_IMAGE = 'holdfast/volume-helper:busybox'
+ENGINE_MOUNT = '/holdfast-data'
+
+
+def _is_static_elf(path):
+    """True for an ELF executable without a program interpreter (statically linked)."""
+    import struct
+    try:
+        with open(path, 'rb') as handle:
+            head = handle.read(64)
+            if head[:4] != b'\x7fELF' or head[4] != 2:
+                return False
+            phoff, = struct.unpack_from('<Q', head, 32)
+            phentsize, phnum = struct.unpack_from('<HH', head, 54)
+            handle.seek(phoff)
+            for _ in range(phnum):
+                ph = handle.read(phentsize)
+                if struct.unpack_from('<I', ph, 0)[0] == 3:  # PT_INTERP
+                    return False
+            return True
+    except (OSError, struct.error):
+        return False
+
+
+def ensure_busybox_image(client, check_mode=False):
+    """A helper image built locally from the host's static busybox (no registry). Returns (name, temporary).
+
+    In check mode a missing image is built under a throwaway tag that the caller removes afterwards, so that
+    check mode predicts exactly and leaves the host as it was.
+    """
+    from ansible_collections.holdfast.volumes.plugins.module_utils._docker_common import NotFound
+    try:
+        client.inspect_image(BUSYBOX_IMAGE)
+        return BUSYBOX_IMAGE, False
+    except NotFound:
+        pass
+    busybox = next((p for p in ('/bin/busybox', '/usr/bin/busybox') if _is_static_elf(p)), None)
+    if not busybox:
+        raise HoldfastError("This volume is reached through the Engine and needs a helper container with a shell: "
+                            "set helper_image to a local image that has sh, find, chown and chmod (e.g. busybox), "
+                            "or install busybox-static on the host (apt-get install busybox-static) so that one is "
+                            "built locally.")
+    import io
+    import tarfile
+    import uuid
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode='w') as tar:
+        info = tar.gettarinfo(busybox, arcname='bin/busybox')
+        info.uid = info.gid = 0
+        with open(busybox, 'rb') as handle:
+            tar.addfile(info, handle)
+        for applet in ('sh', 'find', 'chown', 'chmod', 'wc', 'xargs', 'cat', 'ls', 'tar', 'stat', 'cp', 'mkdir'):
+            link = tarfile.TarInfo('bin/' + applet)
+            link.type = tarfile.SYMTYPE
+            link.linkname = 'busybox'
+            tar.addfile(link)
+    repository, tag = BUSYBOX_IMAGE.split(':')
+    if check_mode:
+        tag = 'check-%s' % uuid.uuid4().hex[:12]
+    client.import_image_from_data(buf.getvalue(), repository=repository, tag=tag, changes=['ENV PATH=/bin'])
+    return '%s:%s' % (repository, tag), check_mode
+
+
+def engine_script(state, check_mode):
+    """Pure: the shell script run in the helper container. Prints one line per changed entry kind."""
+    for name in ('mode', 'file_mode', 'dir_mode'):
+        spec = state[name]
+        if spec is not None and spec.octal is None:
+            raise HoldfastError("%s: symbolic modes need direct access to the volume's files; this volume is "
+                                "reached through the Engine, so use an octal mode (e.g. '0750')." % name)
+    if state['keep_exec']:
+        raise HoldfastError("keep_file_exec_bits needs direct access to the volume's files; not available for a "
+                            "volume reached through the Engine.")
+    act = not check_mode
+    lines = ['set -e', 'cd %s' % ENGINE_MOUNT, 'owner=0; mode=0']
+    depth = '' if state['recurse'] else '-maxdepth 0'
+    if state['uid'] is not None or state['gid'] is not None:
+        tests = []
+        if state['uid'] is not None:
+            tests.append('! -user %d' % state['uid'])
+        if state['gid'] is not None:
+            tests.append('! -group %d' % state['gid'])
+        if state['gid'] is None:
+            who = '%d' % state['uid']  # not "uid:", which would set the user's login group
+        elif state['uid'] is None:
+            who = ':%d' % state['gid']
+        else:
+            who = '%d:%d' % (state['uid'], state['gid'])
+        lines.append(r'owner=$(find . %s -xdev \( %s \) | wc -l)' % (depth, ' -o '.join(tests)))
+        if act:
+            lines.append(r'find . %s -xdev \( %s \) -exec chown -h %s {} +' % (depth, ' -o '.join(tests), who))
+    parts = []
+    if state['mode'] is not None:
+        parts.append(('-maxdepth 0', state['mode'].octal))
+    if state['recurse'] and state['dir_mode'] is not None:
+        parts.append(('-mindepth 1 -type d', state['dir_mode'].octal))
+    if state['recurse'] and state['file_mode'] is not None:
+        parts.append(('-mindepth 1 -type f', state['file_mode'].octal))
+    for selector, octal in parts:
+        lines.append('n=$(find . %s -xdev ! -perm %04o | wc -l); mode=$((mode + n))' % (selector, octal))
+        if act:
+            lines.append('find . %s -xdev ! -perm %04o -exec chmod %04o {} +' % (selector, octal, octal))
+    lines.append('echo "owner=$owner mode=$mode"')
+    return '\n'.join(lines)
+
+
+def run_engine(client, volume, state, image, check_mode):
+    """Run the script in a helper container; returns dict(changed_owner, changed_mode)."""
+    from ansible_collections.holdfast.volumes.plugins.module_utils._docker_common import (
+        APIError,
+        DockerException,
+        api_error,
+    )
+    script = engine_script(state, check_mode)
+    try:
+        container = client.create_container(
+            image, command=['sh', '-c', script], user='0:0', network_disabled=True,
+            host_config=client.create_host_config(binds={volume: {'bind': ENGINE_MOUNT,
+                                                                  'mode': 'ro' if check_mode else 'rw'}}),
+            labels={'io.holdfast.volumes.helper': 'true'})
+    except (DockerException, APIError) as exc:
+        raise api_error('create the helper container from %s' % image, exc) from exc
+    try:
+        client.start(container['Id'])
+        code = client.wait(container['Id'])
+        code = code.get('StatusCode') if isinstance(code, dict) else code
+        logs = client.logs(container['Id'], stdout=True, stderr=True).decode('utf-8', 'replace')
+    except (DockerException, APIError) as exc:
+        raise api_error('run the helper container', exc) from exc
+    finally:
+        try:
+            client.remove_container(container['Id'], force=True)
+        except (DockerException, APIError):
+            pass
+    match = re.search(r'owner=(\d+) mode=(\d+)', logs)
+    if code != 0 or not match:
+        raise HoldfastError("The helper container failed (exit %s): %s" % (code, logs[-800:].strip()))
+    return dict(changed_owner=int(match.group(1)), changed_mode=int(match.group(2)))
+
+
+def run_permissions(params, check_mode=False):
+    """volume_permissions: decide the route, converge, report."""
+    import time
+
+    from ansible_collections.holdfast.volumes.plugins.module_utils._docker_common import (
+        APIError,
+        DockerException,
+        connect,
+        inspect_volume,
+    )
+    from ansible_collections.holdfast.volumes.plugins.module_utils._volume_access import VolumeAccess
+    if bool(params.get('volume')) == bool(params.get('path')):
+        raise HoldfastError("Give exactly one target: volume (a Docker volume) or path (a host directory).")
+    state = wanted_state(params)
+    started = time.time()
+    if params.get('path'):
+        if not os.path.isabs(params['path']):
+            raise HoldfastError("path must be absolute.")
+        route, root = 'host', params['path']
+        client = None
+    else:
+        client = connect(params)
+        vol = inspect_volume(client, params['volume'])
+        if vol is None:
+            raise HoldfastError("Volume %s does not exist; create it first (holdfast.volumes.docker_volumes)."
+                                % params['volume'])
+        route, root = VolumeAccess(client, params.get('docker_host')).route(vol)
+    if route == 'host':
+        stats = converge_tree(root, state, check_mode=check_mode)
+    else:
+        image, temporary = (params['helper_image'], False) if params.get('helper_image') \
+            else ensure_busybox_image(client, check_mode)
+        try:
+            counts = run_engine(client, params['volume'], state, image, check_mode)
+        finally:
+            if temporary:
+                try:
+                    client.remove_image(image, force=True)
+                except (DockerException, APIError):
+                    pass  # best effort: our own throwaway tag
+        stats = dict(counts, changed_entries=max(counts['changed_owner'], counts['changed_mode']), sample=[],
+                     examined=None, skipped_mounts=[])
+    changed = bool(stats['changed_owner'] or stats['changed_mode'])
+    result = dict(changed=changed, route=route, path=root, changed_owner=stats['changed_owner'],
+                  changed_mode=stats['changed_mode'], changed_entries=stats['changed_entries'],
+                  examined=stats['examined'], sample=stats['sample'], skipped_mounts=stats['skipped_mounts'],
+                  duration_seconds=round(time.time() - started, 3))
+    if route == 'host' and params.get('_diff'):
+        result['diff'] = dict(before_header='%s (root)' % root, after_header='%s (root)' % root,
+                              before='owner: %(uid)s\ngroup: %(gid)s\nmode: %(mode)s\n' % stats['root_before'],
+                              after='owner: %(uid)s\ngroup: %(gid)s\nmode: %(mode)s\n' % stats['root_after']
+                              + ('entries changed below: %d\n' % stats['changed_entries']))
+    return result

@@ -1,0 +1,88 @@
+# -*- coding: utf-8 -*-
+# Copyright: holdfast.volumes contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""volume_seed: fill an empty volume once, from a directory or a tar archive on the managed host.
+
+Built on the restore path (member gate -> staging -> swap), with a stricter gate: symlinks must stay inside the
+volume. A directory source is first packed with GNU tar into a private temporary file, so both sources go through
+the same checks. Owner and group, when given, are applied to the staged tree before it is swapped in.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import shutil
+import subprocess
+import tempfile
+
+from ansible_collections.holdfast.volumes.plugins.module_utils._docker_common import connect, inspect_volume
+from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
+from ansible_collections.holdfast.volumes.plugins.module_utils._permissions import converge_tree, parse_id
+from ansible_collections.holdfast.volumes.plugins.module_utils._restore import (
+    _restore_engine,
+    _restore_host,
+    is_empty_dir,
+    verify_archive,
+)
+from ansible_collections.holdfast.volumes.plugins.module_utils._volume_access import VolumeAccess
+
+
+def run_seed(params, check_mode=False):
+    src = params['src']
+    if not os.path.exists(src):
+        raise HoldfastError("src %s does not exist on the managed host (copy files from the controller first, e.g. "
+                            "with ansible.builtin.copy, then seed from that directory)." % src)
+    uid = parse_id(params.get('owner'), 'owner')
+    gid = parse_id(params.get('group'), 'group')
+    client = connect(params)
+    vol = inspect_volume(client, params['volume'])
+    if vol is None:
+        raise HoldfastError("Volume %s does not exist; create it first (holdfast.volumes.docker_volumes)."
+                            % params['volume'])
+    access = VolumeAccess(client, params.get('docker_host'))
+    route, target = access.route(vol)
+    empty = is_empty_dir(target) if route == 'host' else access.is_empty(vol)
+    result = dict(changed=False, volume=params['volume'], src=src, route=route, seeded=False)
+    if not empty and not params.get('force'):
+        result['msg'] = 'volume %s already holds data; left alone (force: true replaces it with the seed)' \
+            % params['volume']
+        return result
+    if not empty and route == 'engine':
+        raise HoldfastError("force on volume %s, which is reached through the Engine, is not supported: its content "
+                            "cannot be swapped atomically. Empty it first." % params['volume'])
+    workdir = tempfile.mkdtemp(prefix='holdfast-seed-')
+    try:
+        os.chmod(workdir, 0o700)
+        if os.path.isdir(src):
+            archive = os.path.join(workdir, 'seed.tar')
+            proc = subprocess.run(['tar', '--create', '--file', archive, '--numeric-owner', '--xattrs', '--acls',
+                                   '-C', src, '.'], capture_output=True, check=False)
+            if proc.returncode != 0:
+                raise HoldfastError("Cannot read the seed directory %s: %s"
+                                    % (src, proc.stderr.decode('utf-8', 'replace').strip()[-500:]))
+        else:
+            archive = src
+        if check_mode or route == 'engine':
+            checked = verify_archive(archive, None, None, params.get('allow_special_files'), escaping_links=True)
+            result.update(changed=True, seeded=not check_mode, entries=checked['entries'])
+            if check_mode:
+                return result
+            if uid is not None or gid is not None:
+                raise HoldfastError("owner/group on a volume reached through the Engine: seed first, then use "
+                                    "holdfast.volumes.volume_permissions.")
+            _restore_engine(client, dict(params), archive, vol, checked)
+            return result
+
+        def before_swap(staging):
+            if uid is not None or gid is not None:
+                converge_tree(staging, dict(uid=uid, gid=gid, mode=None, recurse=True, file_mode=None,
+                                            dir_mode=None, keep_exec=False))
+        restore_params = dict(params, identity=None, keep_previous=False, _refuse_escaping_links=True,
+                              _before_swap=before_swap)
+        _previous, checked = _restore_host(restore_params, archive, None, target, None)
+        result.update(changed=True, seeded=True, entries=checked['entries'], sha256=checked['sha256'])
+        return result
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
