@@ -11,6 +11,7 @@ Page cache is dropped before each measurement so every tool reads from disk.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
@@ -50,12 +51,6 @@ def make_dataset(root):
             handle.write(os.urandom(110 * 1024 * 1024))
 
 
-def json_duration(archive):
-    import json
-    manifest = archive[:archive.index('.tar')] + '.manifest.json'
-    return json.load(open(manifest))['duration_seconds']
-
-
 def drop_caches():
     subprocess.run(['sync'], check=True)
     try:
@@ -65,11 +60,20 @@ def drop_caches():
         pass
 
 
-def timed(cmd, env=None, shell=False):
-    drop_caches()
-    start = time.perf_counter()
-    subprocess.run(cmd, env=env, shell=shell, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - start
+REPEAT = int(os.environ.get('BENCH_REPEAT', '3'))
+
+
+def timed(cmd, env=None, shell=False, before=None):
+    """Median wall time of REPEAT runs, each from a cold page cache (before() resets the state)."""
+    times = []
+    for _ in range(REPEAT):
+        if before:
+            before()
+        drop_caches()
+        start = time.perf_counter()
+        subprocess.run(cmd, env=env, shell=shell, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
 
 
 def main():
@@ -107,21 +111,26 @@ def main():
         dest = os.path.join(tmp, 'dest')
         ours = timed(playbook('backup.yml', [{'holdfast.volumes.volume_backup': {'volume': vol, 'dest': dest}}]),
                      env)
-        archive = [os.path.join(dest, vol, f) for f in os.listdir(os.path.join(dest, vol)) if f.endswith('.zst')][0]
-        module_time = json_duration(archive)
+        archive = sorted(os.path.join(dest, vol, f) for f in os.listdir(os.path.join(dest, vol))
+                         if f.endswith('.zst'))[-1]
+        module_time = sorted(json.load(open(os.path.join(dest, vol, f)))['duration_seconds']
+                             for f in os.listdir(os.path.join(dest, vol)) if f.endswith('.manifest.json'))[REPEAT // 2]
         dest2 = os.path.join(tmp, 'dest2')
         ours_nv = timed(playbook('backup-nv.yml', [{'holdfast.volumes.volume_backup': {
             'volume': vol, 'dest': dest2, 'verify': False}}]), env)
         limit = timed('tar -C %s -cf - . | zstd -q -T0 -3 > %s/limit.tar.zst' % (data, tmp), shell=True)
+        time.sleep(0)
         limit_sync = timed('tar -C %s -cf - . | zstd -q -T0 -3 > %s/limit2.tar.zst && sync %s/limit2.tar.zst'
                            % (data, tmp, tmp), shell=True)
-        os.makedirs(os.path.join(tmp, 'recipe'))
+        os.makedirs(os.path.join(tmp, 'recipe'), exist_ok=True)
         recipe = timed(['docker', 'run', '--rm', '-v', '%s:/data' % vol, '-v', '%s:/backup' % os.path.join(
             tmp, 'recipe'), IMAGE, 'tar', 'cvf', '/backup/backup.tar', '-C', '/data', '.'])
         renv = dict(os.environ, RESTIC_PASSWORD='bench', RESTIC_REPOSITORY=os.path.join(tmp, 'restic'),
                     RESTIC_CACHE_DIR=os.path.join(tmp, 'restic-cache'))
-        subprocess.run(['restic', 'init'], env=renv, check=True, capture_output=True)
-        restic = timed(['restic', 'backup', '--quiet', data], env=renv)
+        def fresh_repo():
+            shutil.rmtree(renv['RESTIC_REPOSITORY'], ignore_errors=True)
+            subprocess.run(['restic', 'init'], env=renv, check=True, capture_output=True)
+        restic = timed(['restic', 'backup', '--quiet', data], env=renv, before=fresh_repo)
         sizes = dict(ours=os.path.getsize(archive), limit=os.path.getsize(os.path.join(tmp, 'limit.tar.zst')),
                      recipe=os.path.getsize(os.path.join(tmp, 'recipe', 'backup.tar')),
                      restic=int(subprocess.run(['du', '-sb', os.path.join(tmp, 'restic')], capture_output=True,
@@ -135,23 +144,30 @@ def main():
         rows.append(('backup', 'docker run ... tar cvf (helper-container recipe, uncompressed)', recipe,
                      sizes['recipe']))
         rows.append(('backup', 'restic backup (first run)', restic, sizes['restic']))
-        client.create_volume('holdfast_bench_restored')
+        def fresh_volume():
+            try:
+                client.remove_volume('holdfast_bench_restored', force=True)
+            except docker.errors.NotFound:
+                pass
+            client.create_volume('holdfast_bench_restored')
         ours_r = timed(playbook('restore.yml', [{'holdfast.volumes.volume_restore': {
             'archive': archive, 'volume': 'holdfast_bench_restored', 'state_dir': os.path.join(tmp, 'state')}}]),
-            env)
+            env, before=fresh_volume)
         target = os.path.join(tmp, 'plain-restore')
-        os.makedirs(target)
-        limit_r = timed('zstd -q -d < %s | tar -x -C %s' % (archive, target), shell=True)
-        target2 = os.path.join(tmp, 'plain-restore-2')
-        os.makedirs(target2)
+
+        def fresh_dir():
+            shutil.rmtree(target, ignore_errors=True)
+            os.makedirs(target)
+        limit_r = timed('zstd -q -d < %s | tar -x -C %s' % (archive, target), shell=True, before=fresh_dir)
         limit_r2 = timed("zstd -q -d < %s | tar -x --numeric-owner -p --xattrs --xattrs-include='*' --acls -C %s"
-                         % (archive, target2), shell=True)
+                         % (archive, target), shell=True, before=fresh_dir)
         rows.append(('restore', 'holdfast volume_restore (ansible-playbook; checked, staged, swapped)', ours_r, None))
         rows.append(('restore', 'zstd -d | tar x (practical limit)', limit_r, None))
         rows.append(('restore', 'zstd -d | tar x with owners, modes, xattrs, ACLs (our tar flags)', limit_r2, None))
     client.remove_volume(vol, force=True)
     client.remove_volume('holdfast_bench_restored', force=True)
-    print('data set: %.2f GiB; ansible-playbook fixed cost (one ping task): %.2f s\n' % (size / 2**30, ping))
+    print('data set: %.2f GiB; median of %d runs, each from a cold page cache; ansible-playbook fixed cost (one '
+          'ping task): %.2f s\n' % (size / 2**30, REPEAT, ping))
     print('| step | tool | wall time | MiB/s | size | vs limit |')
     print('| --- | --- | ---: | ---: | ---: | ---: |')
     for step, tool, secs, out in rows:

@@ -80,3 +80,22 @@ def test_engine_script():
     assert '-exec' not in engine_script(state, check_mode=True)  # check mode only counts
     with pytest.raises(HoldfastError, match='octal'):
         engine_script(wanted_state(dict(mode='u=rwx')), False)
+
+
+def test_forked_walk_merges_counts_samples_and_mounts(tmp_path):
+    for d in range(5):
+        sub = tmp_path / ('d%d' % d) / 'deeper'
+        sub.mkdir(parents=True)
+        for f in range(30):
+            (sub / ('f%d' % f)).write_text('x')
+    state = wanted_state(dict(owner=2222, group=2222, recurse=True, dir_mode='0750'))
+    predicted = converge_tree(str(tmp_path), state, check_mode=True)
+    assert predicted['changed_entries'] == 1 + 5 * (1 + 1 + 30)
+    assert predicted['changed_mode'] == 10 and len(predicted['sample']) == 20
+    done = converge_tree(str(tmp_path), state)
+    assert done['changed_entries'] == predicted['changed_entries'] and done['examined'] == predicted['examined']
+    for dirpath, dirnames, filenames in os.walk(tmp_path):
+        for name in dirnames + filenames:
+            assert os.lstat(os.path.join(dirpath, name)).st_uid == 2222
+    assert stat.S_IMODE(os.stat(tmp_path / 'd3' / 'deeper').st_mode) == 0o750
+    assert converge_tree(str(tmp_path), state)['changed_entries'] == 0
