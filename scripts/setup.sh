@@ -12,7 +12,8 @@ mkdir -p "$HOLDFAST_TMP"
 log() { printf '[setup] %s\n' "$*" >&2; }
 
 # 1. Debian packages ---------------------------------------------------------------------------
-APT_PACKAGES=(docker.io busybox-static zstd pigz python3-venv python3-docker acl attr age restic)
+APT_PACKAGES=(docker.io busybox-static zstd pigz python3-venv python3-docker acl attr age restic shellcheck
+              e2fsprogs qemu-system-x86 qemu-utils debootstrap cpio cryptsetup-bin)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

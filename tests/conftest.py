@@ -44,3 +44,73 @@ def prefix(docker_client):
     for v in (docker_client.volumes() or {}).get('Volumes') or []:
         if v['Name'].startswith(pfx):
             docker_client.remove_volume(v['Name'], force=True)
+
+
+@pytest.fixture
+def loop_volume_factory(docker_client, prefix, tmp_path):
+    """Local volumes on ext4 loop devices: Docker mounts them only for containers, so no host directory holds
+    their data (modules must go through the Engine), and the data persists between containers."""
+    made = []
+
+    def make(name):
+        img = tmp_path / ('%s.img' % name)
+        subprocess.run(['truncate', '-s', '16M', str(img)], check=True)
+        subprocess.run(['mkfs.ext4', '-q', '-F', str(img)], check=True)
+        dev = subprocess.run(['losetup', '--find', '--show', str(img)], capture_output=True, text=True,
+                             check=True).stdout.strip()
+        vol = '%s_%s' % (prefix, name)
+        docker_client.create_volume(vol, driver_opts={'type': 'ext4', 'device': dev})
+        made.append((vol, dev))
+        return vol
+    yield make
+    for vol, dev in made:
+        for c in docker_client.containers(all=True, filters={'volume': vol}):
+            docker_client.remove_container(c['Id'], force=True)
+        try:
+            docker_client.remove_volume(vol, force=True)
+        finally:
+            subprocess.run(['losetup', '-d', dev], check=False)
+
+
+class VMHost(object):
+    """One guest of the VM tier: inventory for Ansible, and ssh for setup and checks."""
+
+    def __init__(self, inventory, image, port):
+        self.inventory = str(inventory)
+        self.image = image
+        self.port = port
+
+    def ssh_argv(self, command):
+        return ['ssh', '-i', '%s/id_ed25519' % self.image, '-p', str(self.port), '-o', 'BatchMode=yes',
+                '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'LogLevel=ERROR',
+                '-o', 'ConnectTimeout=10', 'root@127.0.0.1', command]
+
+    def ssh(self, command, check=True, timeout=300):
+        proc = subprocess.run(self.ssh_argv(command), capture_output=True, text=True, timeout=timeout, check=False)
+        if check and proc.returncode != 0:
+            raise AssertionError('guest command failed (%d): %s\n%s%s' % (proc.returncode, command, proc.stdout,
+                                                                          proc.stderr))
+        return proc.returncode, proc.stdout
+
+    def wait(self, check='test -e /run/holdfast-ready', timeout=240):
+        import time
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if subprocess.run(self.ssh_argv(check), capture_output=True, check=False, timeout=60).returncode == 0:
+                return True
+            time.sleep(2)
+        raise AssertionError('the guest did not come back within %ss' % timeout)
+
+
+@pytest.fixture(scope='session')
+def vm_host(tmp_path_factory):
+    """A real Debian guest with dm-crypt, Docker and systemd, booted once for all VM tests (QEMU, software
+    emulation). The harness builds the image on first use; no VM is a failure, not a skip."""
+    import json
+    inventory = tmp_path_factory.mktemp('vm') / 'fleet.ini'
+    fleet = str(ROOT / 'tests' / 'vm' / 'fleet')
+    subprocess.run([sys.executable, fleet, 'up', '--hosts', '1', '--inventory', str(inventory)], check=True)
+    state = json.load(open('/var/tmp/holdfast-vm-run/fleet.json'))
+    host = state['hosts'][0]
+    yield VMHost(inventory, host['image'], host['port'])
+    subprocess.run([sys.executable, fleet, 'down'], check=False)

@@ -337,7 +337,7 @@ def verify_file(path, expected):
 
 def count_index(path):
     with open(path, 'rb') as handle:
-        return max(sum(1 for _ in handle) - 1, 0)  # minus the root "./"
+        return max(sum(1 for _line in handle) - 1, 0)  # minus the root "./"
 
 
 def run_backup(params, check_mode=False):

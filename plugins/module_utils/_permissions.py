@@ -122,8 +122,8 @@ def wanted_state(params):
                  keep_exec=bool(params.get('keep_file_exec_bits')))
     if (state['file_mode'] or state['dir_mode']) and not state['recurse']:
         raise HoldfastError("file_mode and dir_mode apply below the root: set recurse: true.")
-    if state['uid'] is None and state['gid'] is None and not (state['mode'] or state['file_mode']
-                                                               or state['dir_mode']):
+    wants_mode = state['mode'] or state['file_mode'] or state['dir_mode']
+    if state['uid'] is None and state['gid'] is None and not wants_mode:
         raise HoldfastError("Nothing to manage: give owner, group, mode, file_mode or dir_mode.")
     return state
 
@@ -355,7 +355,7 @@ def _is_static_elf(path):
             phoff, = struct.unpack_from('<Q', head, 32)
             phentsize, phnum = struct.unpack_from('<HH', head, 54)
             handle.seek(phoff)
-            for _ in range(phnum):
+            for _index in range(phnum):
                 ph = handle.read(phentsize)
                 if struct.unpack_from('<I', ph, 0)[0] == 3:  # PT_INTERP
                     return False

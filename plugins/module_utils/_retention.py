@@ -131,8 +131,8 @@ def validate_policy(policy):
         raise HoldfastError("The retention policy must be a mapping of keep_* rules.")
     unknown = sorted(k for k in policy if k not in POLICY_KEYS and k != 'timezone')
     if unknown:
-        raise HoldfastError("Unknown retention rule(s) %s; known rules: %s." % (", ".join(unknown),
-                                                                               ", ".join(POLICY_KEYS)))
+        raise HoldfastError("Unknown retention rule(s) %s; known rules: %s."
+                            % (", ".join(unknown), ", ".join(POLICY_KEYS)))
     out = dict(counts={}, within=None, within_periods={}, timezone=None)
     for rule in COUNT_RULES:
         value = policy.get('keep_' + rule)

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Benchmark: back up and restore a 1 GiB mixed data set, against the practical limit and the usual recipes.
 
 Data set: many small text files, a few large compressible files, some random data (about 1 GiB in all).
@@ -38,12 +37,12 @@ def make_dataset(root):
         os.makedirs(sub)
         for f in range(500):  # 20,000 files, about 8 KiB each
             with open(os.path.join(sub, 'f%03d.txt' % f), 'w') as handle:
-                handle.write(' '.join(rng.choice(WORDS) for _ in range(1300)))
+                handle.write(' '.join(rng.choice(WORDS) for _unused in range(1300)))
     os.makedirs(os.path.join(root, 'large'))
     line = ''.join('%s %d\n' % (rng.choice(WORDS), i) for i in range(20000)).encode()
     for i in range(5):  # 5 x 100 MiB compressible
         with open(os.path.join(root, 'large', 'log%d' % i), 'wb') as handle:
-            for _ in range(100 * 1024 * 1024 // len(line)):
+            for _unused in range(100 * 1024 * 1024 // len(line)):
                 handle.write(line)
     os.makedirs(os.path.join(root, 'random'))
     for i in range(3):  # 3 x 110 MiB random
@@ -66,7 +65,7 @@ REPEAT = int(os.environ.get('BENCH_REPEAT', '3'))
 def timed(cmd, env=None, shell=False, before=None):
     """Median wall time of REPEAT runs, each from a cold page cache (before() resets the state)."""
     times = []
-    for _ in range(REPEAT):
+    for _unused in range(REPEAT):
         if before:
             before()
         drop_caches()
@@ -127,6 +126,7 @@ def main():
             tmp, 'recipe'), IMAGE, 'tar', 'cvf', '/backup/backup.tar', '-C', '/data', '.'])
         renv = dict(os.environ, RESTIC_PASSWORD='bench', RESTIC_REPOSITORY=os.path.join(tmp, 'restic'),
                     RESTIC_CACHE_DIR=os.path.join(tmp, 'restic-cache'))
+
         def fresh_repo():
             shutil.rmtree(renv['RESTIC_REPOSITORY'], ignore_errors=True)
             subprocess.run(['restic', 'init'], env=renv, check=True, capture_output=True)
@@ -144,6 +144,7 @@ def main():
         rows.append(('backup', 'docker run ... tar cvf (helper-container recipe, uncompressed)', recipe,
                      sizes['recipe']))
         rows.append(('backup', 'restic backup (first run)', restic, sizes['restic']))
+
         def fresh_volume():
             try:
                 client.remove_volume('holdfast_bench_restored', force=True)
@@ -166,14 +167,14 @@ def main():
         rows.append(('restore', 'zstd -d | tar x with owners, modes, xattrs, ACLs (our tar flags)', limit_r2, None))
     client.remove_volume(vol, force=True)
     client.remove_volume('holdfast_bench_restored', force=True)
-    print('data set: %.2f GiB; median of %d runs, each from a cold page cache; ansible-playbook fixed cost (one '
-          'ping task): %.2f s\n' % (size / 2**30, REPEAT, ping))
+    print('data set: %.2f GiB; median of %d runs, each from a cold page cache; ansible-playbook fixed cost '
+          '(one ping task): %.2f s\n' % (size / 2**30, REPEAT, ping))
     print('| step | tool | wall time | MiB/s | size | vs limit |')
     print('| --- | --- | ---: | ---: | ---: | ---: |')
     for step, tool, secs, out in rows:
         base = limit if step == 'backup' else limit_r
-        print('| %s | %s | %.2f s | %.0f | %s | %.2fx |' % (step, tool, secs, size / 2**20 / secs,
-                                                          '%.0f MiB' % (out / 2**20) if out else '', secs / base))
+        stored = '%.0f MiB' % (out / 2**20) if out else ''
+        print('| %s | %s | %.2f s | %.0f | %s | %.2fx |' % (step, tool, secs, size / 2**20 / secs, stored, secs / base))
 
 
 if __name__ == '__main__':

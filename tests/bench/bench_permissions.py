@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Benchmark: recursive ownership change of a volume with 100,000 files.
 
 In the same run: `chown -R 999:999` on the host path (the target's baseline), the widely documented helper-container
@@ -54,7 +53,7 @@ def main():
     rows = {'chown -R on the host path': [], 'docker run ... chown -R (helper-container recipe)': [],
             'volume_permissions, first run (ansible-playbook)': [], 'volume_permissions, first run (module time)': [],
             'volume_permissions, no-op run (ansible-playbook)': [], 'volume_permissions, no-op run (module time)': []}
-    for _ in range(3):
+    for _unused in range(3):
         reset(root)
         rows['chown -R on the host path'].append(timed(['chown', '-R', '999:999', root]))
         reset(root)

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Benchmark: backup_rotation over 10,000 backups of one volume, and the retention_plan filter on 100,000 items.
 
 Rotation is timed as a real ansible-playbook run (check mode = planning, then the real run = planning + removal),

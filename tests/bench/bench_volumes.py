@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Benchmark: converge N volumes with holdfast.volumes.docker_volumes vs community.docker.docker_volume in a loop.
 
 Both run as real ansible-playbook processes against the local engine, in the same run, first run and no-op

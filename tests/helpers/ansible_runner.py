@@ -63,19 +63,20 @@ def ansible_env(extra: dict | None = None) -> dict:
 
 def run_playbook(tasks: list, *, check: bool = False, diff: bool = False, extra_args: list | None = None,
                  interpreter: str | None = None, play_vars: dict | None = None, env: dict | None = None,
-                 verbosity: int = 0, timeout: int = 900) -> PlaybookRun:
-    """Run one play of `tasks` on localhost in a real ansible-playbook process."""
+                 verbosity: int = 0, timeout: int = 900, inventory: str | None = None,
+                 hosts: str = 'all') -> PlaybookRun:
+    """Run one play of `tasks` in a real ansible-playbook process, on localhost or on an inventory's hosts."""
     interpreter = interpreter or sys.executable
     with tempfile.TemporaryDirectory(prefix='holdfast-play-') as tmp:
         tmpdir = Path(tmp)
-        play = [{'name': 'test play', 'hosts': 'all', 'gather_facts': False,
+        play = [{'name': 'test play', 'hosts': hosts, 'gather_facts': False,
                  'vars': play_vars or {}, 'tasks': tasks}]
         (tmpdir / 'play.yml').write_text(yaml.safe_dump(play, sort_keys=False))
         (tmpdir / 'inventory.ini').write_text(
             'localhost ansible_connection=local ansible_python_interpreter=%s\n' % interpreter)
         record = tmpdir / 'record.jsonl'
-        cmd = [str(Path(sys.executable).parent / 'ansible-playbook'), '-i', str(tmpdir / 'inventory.ini'),
-               str(tmpdir / 'play.yml')]
+        cmd = [str(Path(sys.executable).parent / 'ansible-playbook'), '-i',
+               inventory or str(tmpdir / 'inventory.ini'), str(tmpdir / 'play.yml')]
         if check:
             cmd.append('--check')
         if diff:

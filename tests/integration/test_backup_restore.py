@@ -270,7 +270,8 @@ def test_destination_full(docker_client, prefix, tmp_path):
         folder = os.path.join(str(mnt), vol)
         names = sorted(f for f in os.listdir(folder) if f != '.lock')
         assert len(names) == 2 and not [f for f in names if f.startswith('.holdfast-tmp-')]
-        assert subprocess.run(['zstd', '-t', first.task('backup')['archive']], capture_output=True).returncode == 0
+        assert subprocess.run(['zstd', '-t', first.task('backup')['archive']], capture_output=True,
+                              check=False).returncode == 0
     finally:
         subprocess.run(['umount', str(mnt)], check=False)
 
@@ -293,7 +294,7 @@ def test_lock_serialises_backups(docker_client, prefix, dest):
     # two at once: both succeed, one after the other, with distinct names
     import concurrent.futures
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        runs = list(pool.map(lambda _: run_playbook([backup(volume=vol, dest=dest)]), range(2)))
+        runs = list(pool.map(lambda _index: run_playbook([backup(volume=vol, dest=dest)]), range(2)))
     assert all(r.rc == 0 for r in runs)
     archives = set(r.task('backup')['archive'] for r in runs)
     assert len(archives) == 2 and all(os.path.exists(a) for a in archives)
@@ -438,7 +439,7 @@ def test_corrupted_and_truncated_archives(docker_client, prefix, dest, state_dir
     run = run_playbook([restore(archive=lone, volume=target, replace=True, state_dir=state_dir)])
     assert run.rc != 0 and 'not touched' in run.task('restore')['msg']
     # a plain tar cut at a block boundary (no end-of-archive blocks)
-    plain = subprocess.run(['zstd', '-dc'], input=data, capture_output=True).stdout
+    plain = subprocess.run(['zstd', '-dc'], input=data, capture_output=True, check=True).stdout
     cut = os.path.join(dest, 'cut.tar')
     open(cut, 'wb').write(plain[:len(plain) // 2 // 512 * 512])
     run = run_playbook([restore(archive=cut, volume=target, replace=True, state_dir=state_dir)])
@@ -469,29 +470,35 @@ def test_restore_refuses_running_users_unless_quiesce(docker_client, prefix, des
     assert out == b'backed up'
 
 
-def test_engine_route_backup_and_restore(docker_client, prefix, dest, state_dir):
-    # A tmpfs volume has no host directory: both directions go through the Engine's archive API.
-    vol = prefix + '_tmpfs'
-    docker_client.create_volume(vol, driver_opts={'type': 'tmpfs', 'device': 'tmpfs'})
-    app = docker_client.create_container(TEST_IMAGE, name=prefix + '_t', command=['sh', '-c',
-                                         'mkdir -p /d/sub && echo in-ram > /d/sub/f && chown 999 /d/sub/f && '
-                                         'sleep 3600'],
-                                         host_config=docker_client.create_host_config(binds={vol: {'bind': '/d'}}))
-    docker_client.start(app)
-    time.sleep(0.5)
-    docker_client.remove_container(app, force=True)
-    # the tmpfs content is gone with the container; a helper-container mount sees an empty volume,
-    # so back up a volume reached through the engine with content that persists: a fresh local one via engine
-    res = run_playbook([backup(volume=vol, dest=dest)])
+def test_engine_route_backup_and_restore(docker_client, prefix, dest, state_dir, loop_volume_factory):
+    """Volumes on ext4 loop devices have no host directory: backup and restore go through the Engine."""
+    src = loop_volume_factory('src')
+    setup = ('mkdir -p /data/sub && echo via-engine > /data/sub/f && chown 999:998 /data/sub/f && '
+             'chmod 640 /data/sub/f && ln -s sub/f /data/link')
+    code, _output = run_in(docker_client, src, setup)
+    assert code == 0
+    res = run_playbook([backup(volume=src, dest=dest)])
     assert res.rc == 0, res.stdout
-    assert res.task('backup')['source']['route'] == 'engine'
-    src = prefix + '_plain'
-    docker_client.create_volume(src)
-    os.makedirs(os.path.join(data_dir(docker_client, src), 'sub'))
-    with open(os.path.join(data_dir(docker_client, src), 'sub', 'f'), 'w') as handle:
-        handle.write('via engine')
-    archive = run_playbook([backup(volume=src, dest=dest)]).task('backup')['archive']
-    target = prefix + '_eng'
-    docker_client.create_volume(target, driver_opts={'type': 'tmpfs', 'device': 'tmpfs'})
-    run = run_playbook([restore(archive=archive, volume=target, state_dir=state_dir)])
+    out = res.task('backup')
+    assert out['source']['route'] == 'engine' and out['file_count'] >= 3
+    target = loop_volume_factory('dst')
+    run = run_playbook([restore(archive=out['archive'], volume=target, state_dir=state_dir)])
     assert run.rc == 0, run.stdout
+    check = 'stat -c "%u %g %a" /data/sub/f && cat /data/sub/f && readlink /data/link'
+    code, listing = run_in(docker_client, target, check)
+    assert code == 0 and listing.split() == ['999', '998', '640', 'via-engine', 'sub/f']
+    # replacing the content of such a volume cannot be swapped atomically: refused, content intact
+    refused = run_playbook([restore(archive=out['archive'], volume=target, replace=True, state_dir=state_dir)])
+    assert refused.rc != 0 and 'cannot be swapped atomically' in refused.task('restore')['msg']
+
+
+def run_in(client, volume, command):
+    container = client.create_container(TEST_IMAGE, command=['sh', '-c', command],
+                                        host_config=client.create_host_config(binds={volume: {'bind': '/data'}}))
+    try:
+        client.start(container)
+        code = client.wait(container)
+        code = code.get('StatusCode') if isinstance(code, dict) else code
+        return code, client.logs(container).decode()
+    finally:
+        client.remove_container(container, force=True)

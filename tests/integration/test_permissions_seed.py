@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import os
 import stat
-import subprocess
 import tarfile
 
 import pytest
@@ -43,7 +42,7 @@ def test_uid_999_can_write_after_and_second_run_is_noop(docker_client, prefix):
     os.makedirs(os.path.join(root, 'base', 'sub'))
     for i in range(50):
         open(os.path.join(root, 'base', 'f%d' % i), 'w').close()
-    code, _ = as_user(docker_client, vol, 999, 'touch /data/base/new')
+    code, _output = as_user(docker_client, vol, 999, 'touch /data/base/new')
     assert code != 0
     task = perms(volume=vol, owner=999, group=999, mode='0700', recurse=True)
     check = run_playbook([task], check=True)
@@ -120,26 +119,13 @@ def test_bad_input(docker_client, prefix, tmp_path):
 
 
 @pytest.fixture
-def loop_volume(docker_client, prefix, tmp_path):
-    """A local volume on an ext4 loop device: Docker mounts it only for containers, so the module must go
-    through the Engine (no host directory holds its data), and the data persists between containers."""
-    img = tmp_path / 'disk.img'
-    subprocess.run(['truncate', '-s', '16M', str(img)], check=True)
-    subprocess.run(['mkfs.ext4', '-q', '-F', str(img)], check=True)
-    dev = subprocess.run(['losetup', '--find', '--show', str(img)], capture_output=True, text=True,
-                         check=True).stdout.strip()
-    vol = prefix + '_loop'
-    docker_client.create_volume(vol, driver_opts={'type': 'ext4', 'device': dev})
-    yield vol
-    try:
-        docker_client.remove_volume(vol, force=True)
-    finally:
-        subprocess.run(['losetup', '-d', dev], check=False)
+def loop_volume(loop_volume_factory):
+    return loop_volume_factory('loop')
 
 
 def test_engine_route(docker_client, loop_volume):
     images_before = sorted(t for i in docker_client.images() for t in (i.get('RepoTags') or []))
-    code, _ = as_user(docker_client, loop_volume, 0, 'mkdir -p /data/a/b && touch /data/a/b/f /data/g')
+    code, _output = as_user(docker_client, loop_volume, 0, 'mkdir -p /data/a/b && touch /data/a/b/f /data/g')
     assert code == 0
     task = perms(volume=loop_volume, owner=999, group=999, recurse=True, mode='0750', dir_mode='0750',
                  file_mode='0640')
@@ -147,13 +133,13 @@ def test_engine_route(docker_client, loop_volume):
     assert check.rc == 0, check.stdout
     res = check.task('perms')
     assert res['route'] == 'engine' and res['changed'] and res['changed_owner'] >= 5
-    _, out = as_user(docker_client, loop_volume, 0, 'stat -c %u /data/a/b/f')
+    _ignored, out = as_user(docker_client, loop_volume, 0, 'stat -c %u /data/a/b/f')
     assert out.strip() == '0'
     if 'holdfast/volume-helper:busybox' not in images_before:  # check mode left no image behind
         assert sorted(t for i in docker_client.images() for t in (i.get('RepoTags') or [])) == images_before
     run = run_playbook([task])
     assert run.rc == 0 and run.task('perms')['changed']
-    _, out = as_user(docker_client, loop_volume, 0, 'stat -c "%u %g %a" /data/a/b/f /data/a /data')
+    _ignored, out = as_user(docker_client, loop_volume, 0, 'stat -c "%u %g %a" /data/a/b/f /data/a /data')
     assert out.split('\n')[:3] == ['999 999 640', '999 999 750', '999 999 750']
     assert run_playbook([task]).task('perms')['changed'] is False
     sym = run_playbook([perms(volume=loop_volume, mode='u=rwx')])

@@ -52,10 +52,10 @@ def timestamps():
              '2024-02-29T12:00:00', '2024-03-31T06:00:00', '2024-03-30T06:00:00', '2024-03-02T06:00:00']
     for text in fixed:
         out.append(parse_time(text + 'Z'))
-    for _ in range(24):
+    for _unused in range(24):
         when = base + dt.timedelta(seconds=rng.randrange(0, 3 * 365 * 86400))
         out.append(when)
-        for _ in range(rng.choice([0, 0, 1, 2])):
+        for _unused in range(rng.choice([0, 0, 1, 2])):
             out.append(when - dt.timedelta(seconds=rng.randrange(60, 30 * 3600)))
     result = []
     for when in out:

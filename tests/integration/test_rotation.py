@@ -97,7 +97,7 @@ def test_broken_backups_and_newest_kept(docker_client, prefix, tmp_path):
         handle.write('data')
     dest = str(tmp_path / 'dest')
     backups = []
-    for _ in range(3):
+    for _unused in range(3):
         backups.append(run_playbook([{'name': 'b', 'holdfast.volumes.volume_backup': {
             'volume': vol, 'dest': dest}}]).task('b'))
         time.sleep(1.05)

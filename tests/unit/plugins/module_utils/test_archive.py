@@ -62,7 +62,7 @@ def test_gate_reads_like_tarfile_and_passes_bytes_through(fmt, long):
     total = gate_tar_stream(io.BufferedReader(io.BytesIO(data)), checker, out)
     assert total == len(data)
     assert out.getvalue() == data  # byte for byte
-    expected = [n.rstrip('/') for n, _ in names_by_tarfile(data) if n not in ('.', './')]
+    expected = [n.rstrip('/') for n, _link in names_by_tarfile(data) if n not in ('.', './')]
     assert sorted(checker.kinds) == sorted(expected)
     assert checker.kinds['link'] == 'symlink' and checker.kinds['hard'] == 'hardlink'
     assert checker.has_root and checker.refused == []

@@ -272,7 +272,9 @@ def test_unlimited_keeps_one_per_period(its, period, tz):
     from ansible_collections.holdfast.volumes.plugins.module_utils._retention import get_timezone
     zone = get_timezone(tz)
     res = apply_policy(its, {'keep_' + period: -1}, now=NOW, timezone=tz)
-    key = lambda item: period_key(period, item['time'].astimezone(zone))  # noqa: E731
+
+    def key(item):
+        return period_key(period, item['time'].astimezone(zone))
     kept_items = [e['item'] for e in res['keep']]
     assert set(key(i) for i in kept_items) == set(key(i) for i in its)
     oldest = sorted(its, key=lambda i: i['time'], reverse=True)[-1]
