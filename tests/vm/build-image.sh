@@ -11,7 +11,9 @@ log() { printf '[vm-image] %s\n' "$*" >&2; }
 for tool in debootstrap qemu-system-x86_64 qemu-img cpio busybox mkfs.ext4; do
   command -v "$tool" >/dev/null || { log "missing $tool: apt-get install qemu-system-x86 qemu-utils debootstrap cpio busybox-static e2fsprogs"; exit 1; }
 done
-KPKG="$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}')"
+kernel_package() { apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}'; }
+KPKG="$(kernel_package)"
+if [[ -z "$KPKG" && $(id -u) -eq 0 ]]; then apt-get update -qq >&2; KPKG="$(kernel_package)"; fi
 [[ -n "$KPKG" ]] || { log "cannot find the kernel package (run apt-get update)"; exit 1; }
 KVER="${KPKG#linux-image-}"
 RECIPE="$(cat "$HERE/build-image.sh" "$HERE/guest-init" "$HERE/initramfs-init" | sha256sum | cut -c1-12)-$KVER"
