@@ -5,7 +5,8 @@
 
 State is read without udev or lsblk: /proc/self/mountinfo, sysfs (/sys/block/loop*/loop/backing_file,
 /sys/block/dm-*/dm/name) and `cryptsetup status` / `luksDump` with LC_ALL=C. Secrets reach cryptsetup through
-pipes (`--key-file=/proc/self/fd/N`), never on a command line and never in a file (/proc/self/fd/N works without udev's /dev/fd).
+pipes (`--key-file=/proc/self/fd/N`, which works without udev's /dev/fd), never on a command line and never in
+a file.
 """
 
 from __future__ import absolute_import, division, print_function

@@ -296,7 +296,8 @@ def run_luks_path(params, check_mode=False):
             if new_key.keyfile:
                 new_args, new_secrets = [new_key.keyfile], []
             else:
-                new_args, new_secrets = ['/proc/self/fd/{fd%d}' % len(cur_secrets)], [new_key.passphrase.encode('utf-8')]
+                new_args = ['/proc/self/fd/{fd%d}' % len(cur_secrets)]
+                new_secrets = [new_key.passphrase.encode('utf-8')]
             runner.step('add the new key to %s' % source, run,
                         [cryptsetup, 'luksAddKey', '--batch-mode'] + cur_args + [source] + new_args,
                         cur_secrets + new_secrets, True, 'cryptsetup luksAddKey')
@@ -447,6 +448,11 @@ def _probe_readonly(cryptsetup, source, key, name):
         run([cryptsetup, 'close', temp], check=False)
 
 
+def _dropin(name):
+    """The systemd drop-in that orders docker.service after this mount."""
+    return os.path.join(DROPIN_DIR, '%s.conf' % (name if name.startswith('holdfast-') else 'holdfast-' + name))
+
+
 def _dm_of(name):
     try:
         for dm in os.listdir('/sys/class/block'):
@@ -532,7 +538,7 @@ def _persistence(params, name, path, mapper, source, fstype, options, runner, wa
     _write_table(CRYPTTAB, name, crypt, runner, 'update')
     _write_table(FSTAB, mapper, fst, runner, 'update')
     if params.get('docker_volume'):
-        dropin = os.path.join(DROPIN_DIR, 'holdfast-%s.conf' % name)
+        dropin = _dropin(name)
         content = '[Unit]\n# %s\nRequiresMountsFor=%s\n' % ('managed by holdfast.volumes luks_path', path)
         if persistent:
             try:
@@ -616,7 +622,7 @@ def _absent(params, name, path, mapper, source, is_file, mounted, active, exists
     for table, key in ((CRYPTTAB, name), (FSTAB, mapper)):
         if os.path.exists(table):
             _write_table(table, key, None, runner, 'remove the entry from')
-    dropin = os.path.join(DROPIN_DIR, 'holdfast-%s.conf' % name)
+    dropin = _dropin(name)
     if os.path.exists(dropin):
         runner.step('remove %s' % dropin, os.unlink, dropin)
     result['changed'] = bool(runner.steps)

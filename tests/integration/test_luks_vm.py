@@ -188,8 +188,8 @@ def test_persistence_survives_reboot_through_systemd(vm_host):
     fstab = vm.ssh('cat /etc/fstab')[1]
     assert 'holdfast-srv-enc-boot /srv/luks/boot.img %s luks,nofail' % key in crypttab
     assert '/dev/mapper/holdfast-srv-enc-boot /srv/enc/boot ext4 defaults,nofail 0 2' in fstab
-    assert 'RequiresMountsFor=/srv/enc/boot' in vm.ssh('cat /etc/systemd/system/docker.service.d/'
-                                                        'holdfast-holdfast-srv-enc-boot.conf')[1]
+    dropin = vm.ssh('cat /etc/systemd/system/docker.service.d/holdfast-srv-enc-boot.conf')[1]
+    assert 'RequiresMountsFor=/srv/enc/boot' in dropin
     vm.ssh("docker run --rm -v boot_data:/data holdfast-test/busybox:1 sh -c 'echo across-reboot > /data/f'")
     # reboot through the real init: the fast init hands over to systemd when this flag exists
     vm.ssh('touch /etc/holdfast-boot-systemd && sync')
