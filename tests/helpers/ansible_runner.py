@@ -90,3 +90,25 @@ def run_playbook(tasks: list, *, check: bool = False, diff: bool = False, extra_
         if record.exists():
             records = [json.loads(line) for line in record.read_text().splitlines() if line.strip()]
         return PlaybookRun(proc.returncode, proc.stdout, proc.stderr, records)
+
+
+def run_named_playbook(name: str, extra_vars: dict, *, interpreter: str | None = None, check: bool = False,
+                       timeout: int = 900) -> PlaybookRun:
+    """Run one of the collection's playbooks (e.g. holdfast.volumes.site) on localhost with extra vars."""
+    interpreter = interpreter or sys.executable
+    with tempfile.TemporaryDirectory(prefix='holdfast-named-') as tmp:
+        tmpdir = Path(tmp)
+        (tmpdir / 'inventory.ini').write_text(
+            'localhost ansible_connection=local ansible_python_interpreter=%s\n' % interpreter)
+        (tmpdir / 'vars.json').write_text(json.dumps(extra_vars))
+        record = tmpdir / 'record.jsonl'
+        cmd = [str(Path(sys.executable).parent / 'ansible-playbook'), '-i', str(tmpdir / 'inventory.ini'),
+               name, '-e', '@%s' % (tmpdir / 'vars.json')]
+        if check:
+            cmd.append('--check')
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False,
+                              env=ansible_env(dict(HOLDFAST_RECORD=str(record))))
+        records = []
+        if record.exists():
+            records = [json.loads(line) for line in record.read_text().splitlines() if line.strip()]
+        return PlaybookRun(proc.returncode, proc.stdout, proc.stderr, records)

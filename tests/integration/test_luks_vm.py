@@ -172,7 +172,9 @@ def test_passphrase_never_leaks(vm_host):
     crypttab = vm.ssh('cat /etc/crypttab')[1]
     assert 'holdfast-srv-enc-pw /srv/luks/pw.img none luks,nofail' in crypttab
     assert 'VALUE_SPECIFIED_IN_NO_LOG_PARAMETER' not in crypttab
-    wrong = play(vm, [luks(**dict(base, passphrase='not-' + secret))], verbosity=3)
+    wrong_args = dict(base)
+    wrong_args['passphrase'] = 'not-' + secret
+    wrong = play(vm, [luks(**wrong_args)], verbosity=3)
     assert 'not-' + secret not in wrong.stdout + wrong.stderr
 
 

@@ -1,0 +1,81 @@
+# -*- coding: utf-8 -*-
+# Copyright: holdfast.volumes contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+name: volume_model
+short_description: The holdfast_volumes model with its defaults, or the part one module needs
+version_added: 0.1.0
+author:
+  - holdfast.volumes developers (@holdfast)
+description:
+  - Takes the C(holdfast_volumes) list (one entry per volume, see the collection's variable reference) and returns
+    it with defaults applied (V(all)), or the entries one facet needs, reduced to that module's keys.
+  - V(volumes) returns the definitions for M(holdfast.volumes.docker_volumes) (entries without encryption;
+    encrypted ones are created by M(holdfast.volumes.luks_path)). V(encrypted), V(backups), V(seeds) and
+    V(permissions) return the entries that have those settings.
+options:
+  _input:
+    description: The holdfast_volumes list.
+    type: list
+    elements: dict
+    required: true
+  facet:
+    description: Which part to return.
+    type: str
+    choices: [all, volumes, encrypted, backups, seeds, permissions]
+    default: all
+'''
+
+EXAMPLES = r'''
+- name: Converge the plain volumes in one call
+  holdfast.volumes.docker_volumes:
+    volumes: "{{ holdfast_volumes | holdfast.volumes.volume_model('volumes') }}"
+'''
+
+RETURN = r'''
+_value:
+  description: The entries (with defaults applied), or the module-ready definitions for V(volumes).
+  type: list
+  elements: dict
+'''
+
+from ansible.errors import AnsibleFilterError
+
+DEFAULTS = dict(driver='local', driver_options={}, labels={}, state='present', recurse=True)
+DOCKER_KEYS = ('name', 'driver', 'driver_options', 'labels', 'state')
+
+
+def volume_model(entries, facet='all'):
+    if not isinstance(entries, (list, tuple)):
+        raise AnsibleFilterError("volume_model expects the holdfast_volumes list.")
+    full = []
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict) or not entry.get('name'):
+            raise AnsibleFilterError("holdfast_volumes[%d] must be a mapping with a name." % index)
+        item = dict(DEFAULTS)
+        item.update(entry)
+        full.append(item)
+    present = [e for e in full if e['state'] != 'absent']
+    if facet == 'all':
+        return full
+    if facet == 'volumes':
+        return [dict((k, e[k]) for k in DOCKER_KEYS) for e in full if not e.get('encryption')]
+    if facet == 'encrypted':
+        return [e for e in present if e.get('encryption')]
+    if facet == 'backups':
+        return [e for e in present if e.get('backup')]
+    if facet == 'seeds':
+        return [e for e in present if e.get('seed')]
+    if facet == 'permissions':
+        return [e for e in present if any(e.get(k) is not None for k in ('owner', 'group', 'mode'))]
+    raise AnsibleFilterError("volume_model: unknown facet %r." % facet)
+
+
+class FilterModule(object):
+    def filters(self):
+        return {'volume_model': volume_model}
