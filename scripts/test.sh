@@ -17,5 +17,7 @@ step "ansible-lint (production profile)"
 ansible-lint --profile production --offline -q
 step "ansible-test sanity"
 "$ROOT/scripts/sanity.sh"
-step "pytest: unit, collection build, integration on the real engine"
+step "pytest: unit, collection build, integration on the real engine and in the VM tier"
 python -m pytest -p no:cacheprovider tests/unit tests/integration "$@"
+step "molecule: default scenario on this host (converge, idempotence, testinfra verify)"
+(cd "$ROOT/extensions" && HOLDFAST_PYTHON="$HOLDFAST_VENV/bin/python" molecule test -s default)

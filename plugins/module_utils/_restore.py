@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import subprocess
 import tempfile
 import threading
@@ -49,7 +50,7 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._docker_common im
 )
 from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
 from ansible_collections.holdfast.volumes.plugins.module_utils._quiesce import Quiesce, containers_using
-from ansible_collections.holdfast.volumes.plugins.module_utils._volume_access import VolumeAccess
+from ansible_collections.holdfast.volumes.plugins.module_utils._volume_access import VolumeAccess, dir_is_empty
 
 DEFAULT_STATE_DIR = '/var/lib/holdfast-volumes/restored'
 TAR_EXTRACT = ['tar', '--extract', '--file=-', '--numeric-owner', '--same-owner', '--same-permissions',
@@ -223,10 +224,7 @@ def verify_archive(path, manifest, identity, allow_special=False, escaping_links
 def is_empty_dir(path):
     if not os.path.isdir(path):
         return True
-    with os.scandir(path) as entries:
-        for _entry in entries:
-            return False
-    return True
+    return dir_is_empty(path)
 
 
 def _marker_path(state_dir, key):
@@ -368,12 +366,16 @@ def _restore_host(params, archive, manifest, target_dir, quiesce):
     parent = os.path.dirname(target_dir)
     if not os.path.isdir(parent):
         os.makedirs(parent, mode=0o755)
-    if os.path.ismount(target_dir):
-        raise HoldfastError("%s is a mount point, so it cannot be swapped with a staging directory; restore into a "
-                            "directory below it." % target_dir)
     token = uuid.uuid4().hex[:10]
-    staging = os.path.join(parent, '.holdfast-restore-%s-%s' % (os.path.basename(target_dir), token))
-    old = os.path.join(parent, '.holdfast-previous-%s-%s' % (os.path.basename(target_dir), token))
+    in_place = os.path.ismount(target_dir)
+    if in_place:
+        # A mount point (an encrypted luks_path volume, a separate filesystem) cannot be renamed: stage inside it
+        # and swap its entries instead, each with an atomic rename, rolled back on failure.
+        staging = os.path.join(target_dir, '.holdfast-restore-%s' % token)
+        old = os.path.join(target_dir, '.holdfast-previous-%s' % token)
+    else:
+        staging = os.path.join(parent, '.holdfast-restore-%s-%s' % (os.path.basename(target_dir), token))
+        old = os.path.join(parent, '.holdfast-previous-%s-%s' % (os.path.basename(target_dir), token))
     os.mkdir(staging, 0o700)
     try:
         err = tempfile.TemporaryFile()
@@ -415,7 +417,9 @@ def _restore_host(params, archive, manifest, target_dir, quiesce):
     try:
         ctx = quiesce if quiesce is not None else _Null()
         with ctx:
-            if os.path.lexists(target_dir):
+            if in_place:
+                _swap_entries(target_dir, staging, old)
+            elif os.path.lexists(target_dir):
                 os.rename(target_dir, old)
                 try:
                     os.rename(staging, target_dir)
@@ -434,6 +438,32 @@ def _restore_host(params, archive, manifest, target_dir, quiesce):
             return old, checked
         shutil.rmtree(old, ignore_errors=True)
     return None, checked
+
+
+def _swap_entries(target, staging, old):
+    """Swap the content of a mount point with the staged tree: old entries into `old`, staged ones up."""
+    skip = set([os.path.basename(staging), os.path.basename(old)])
+    os.mkdir(old, 0o700)
+    moved_out, moved_in = [], []
+    try:
+        for name in os.listdir(target):
+            if name not in skip:
+                os.rename(os.path.join(target, name), os.path.join(old, name))
+                moved_out.append(name)
+        for name in os.listdir(staging):
+            os.rename(os.path.join(staging, name), os.path.join(target, name))
+            moved_in.append(name)
+    except OSError:
+        for name in moved_in:
+            os.rename(os.path.join(target, name), os.path.join(staging, name))
+        for name in moved_out:
+            os.rename(os.path.join(old, name), os.path.join(target, name))
+        os.rmdir(old)
+        raise
+    st = os.lstat(staging)  # the archive's root: its owner and mode become the mount point's
+    os.chown(target, st.st_uid, st.st_gid)
+    os.chmod(target, stat.S_IMODE(st.st_mode))
+    os.rmdir(staging)
 
 
 class _Null(object):

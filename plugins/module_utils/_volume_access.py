@@ -53,6 +53,19 @@ def host_data_path(vol):
     return None
 
 
+def dir_is_empty(path):
+    """True when a directory holds nothing but, at most, an empty lost+found (a fresh ext4 filesystem's root)."""
+    with os.scandir(path) as entries:
+        for entry in entries:
+            if entry.name == 'lost+found' and entry.is_dir(follow_symlinks=False):
+                with os.scandir(entry.path) as inner:
+                    if any(True for _ in inner):
+                        return False
+                continue
+            return False
+    return True
+
+
 class VolumeAccess(object):
     """Decides the route for a volume and offers the operations built on it."""
 
@@ -130,17 +143,18 @@ class VolumeAccess(object):
         """True when the volume holds no entries at all (hidden files count as data)."""
         route, path = self.route(vol)
         if route == 'host':
-            with os.scandir(path) as entries:
-                for _entry in entries:
-                    return False
-            return True
+            return dir_is_empty(path)
         with self.engine_mount(vol['Name'], read_only=True) as cid:
             stream = self.engine_read_stream(cid)
             reader = _IterReader(stream)
             with tarfile.open(fileobj=reader, mode='r|') as tar:
                 for member in tar:
-                    if member.name not in ('.', './', ''):
-                        return False
+                    name = member.name.rstrip('/')
+                    if name in ('.', ''):
+                        continue
+                    if name in ('./lost+found', 'lost+found') and member.isdir():
+                        continue  # an ext4 root's own directory; anything inside it shows up as data below
+                    return False
         return True
 
 

@@ -72,6 +72,10 @@ attributes:
     description: Owner, group and mode of the root before and after, and the number of entries changed below it.
 notes:
   - Through the Engine only octal modes are supported, and O(keep_file_exec_bits) is not.
+  - Docker copies an image's directory, with its owner and mode, into an B(empty) volume the first time a container
+    mounts the volume there. That undoes ownership set on the empty volume beforehand. Mount the volume at a path
+    the image does not have, use C(volume-nocopy), seed content first (M(holdfast.volumes.volume_seed)), or run this
+    module after the container's first start.
 seealso:
   - module: holdfast.volumes.volume_seed
 '''

@@ -93,13 +93,14 @@ def run_playbook(tasks: list, *, check: bool = False, diff: bool = False, extra_
 
 
 def run_named_playbook(name: str, extra_vars: dict, *, interpreter: str | None = None, check: bool = False,
-                       timeout: int = 900) -> PlaybookRun:
+                       timeout: int = 900, inventory_lines: list | None = None) -> PlaybookRun:
     """Run one of the collection's playbooks (e.g. holdfast.volumes.site) on localhost with extra vars."""
     interpreter = interpreter or sys.executable
     with tempfile.TemporaryDirectory(prefix='holdfast-named-') as tmp:
         tmpdir = Path(tmp)
         (tmpdir / 'inventory.ini').write_text(
-            'localhost ansible_connection=local ansible_python_interpreter=%s\n' % interpreter)
+            'localhost ansible_connection=local ansible_python_interpreter=%s\n' % interpreter
+            + ''.join(line + '\n' for line in inventory_lines or []))
         (tmpdir / 'vars.json').write_text(json.dumps(extra_vars))
         record = tmpdir / 'record.jsonl'
         cmd = [str(Path(sys.executable).parent / 'ansible-playbook'), '-i', str(tmpdir / 'inventory.ini'),

@@ -502,3 +502,37 @@ def run_in(client, volume, command):
         return code, client.logs(container).decode()
     finally:
         client.remove_container(container, force=True)
+
+
+def test_restore_into_a_mount_point(prefix, tmp_path, state_dir):
+    """A mount point (e.g. an encrypted luks_path volume) cannot be renamed: its entries are swapped instead."""
+    img, mnt = tmp_path / 'fs.img', tmp_path / 'mnt'
+    mnt.mkdir()
+    subprocess.run(['truncate', '-s', '32M', str(img)], check=True)
+    subprocess.run(['mkfs.ext4', '-q', '-F', str(img)], check=True)
+    subprocess.run(['mount', '-o', 'loop', str(img), str(mnt)], check=True)
+    try:
+        populate(str(mnt / 'app'))
+        os.chown(mnt, 999, 999)
+        os.chmod(mnt, 0o750)
+        before = snapshot(str(mnt))
+        dest = str(tmp_path / 'backups')
+        res = run_playbook([backup(path=str(mnt), dest=dest)]).task('backup')
+        # damage the data, then restore over the mount point
+        import shutil
+        shutil.rmtree(mnt / 'app' / 'pgdata')
+        (mnt / 'stray').write_text('written after the backup')
+        os.chmod(mnt, 0o777)
+        # a damaged archive first: the mount point keeps its content
+        bad = tmp_path / 'bad.tar.zst'
+        bad.write_bytes(open(res['archive'], 'rb').read()[:4000])
+        failed = run_playbook([restore(archive=str(bad), path=str(mnt), replace=True, state_dir=state_dir)])
+        assert failed.rc != 0 and (mnt / 'stray').exists()
+        assert not [n for n in os.listdir(mnt) if n.startswith('.holdfast-')]
+        run = run_playbook([restore(archive=res['archive'], path=str(mnt), replace=True, state_dir=state_dir)])
+        assert run.rc == 0, run.stdout
+        assert snapshot(str(mnt)) == before
+        assert not [n for n in os.listdir(mnt) if n.startswith('.holdfast-')]
+        assert os.path.ismount(mnt)
+    finally:
+        subprocess.run(['umount', str(mnt)], check=False)

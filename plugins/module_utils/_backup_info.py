@@ -1,0 +1,50 @@
+# -*- coding: utf-8 -*-
+# Copyright: holdfast.volumes contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""backup_info: the state of the backups in a destination, per volume folder (read-only)."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import datetime
+import os
+
+from ansible_collections.holdfast.volumes.plugins.module_utils._archive import list_backups, safe_folder_name
+from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
+from ansible_collections.holdfast.volumes.plugins.module_utils._rotation import check_backup
+
+
+def folder_state(folder, verify, now):
+    scan = list_backups(folder)
+    backups = scan['complete']
+    sizes = [b['manifest'].get('bytes_stored') or 0 for b in backups]
+    newest = backups[0] if backups else None
+    state = dict(folder=folder, volume=newest['manifest'].get('volume') if newest else os.path.basename(folder),
+                 count=len(backups), bytes=sum(sizes), temporaries=len(scan['temps']), orphans=len(scan['orphans']),
+                 unreadable_manifests=len(scan['bad_manifests']), newest=None)
+    if newest:
+        manifest = newest['manifest']
+        broken = check_backup(newest, verify) if verify != 'none' else None
+        state['newest'] = dict(archive=newest['archive_path'], created=manifest.get('created'),
+                               age_seconds=int((now - newest['time']).total_seconds()),
+                               bytes=manifest.get('bytes_stored'), file_count=manifest.get('file_count'),
+                               compression=manifest.get('compression'),
+                               encrypted=bool(manifest.get('encryption')),
+                               recipients=(manifest.get('encryption') or {}).get('recipients', []),
+                               verified=verify != 'none' and broken is None, verify=verify, problem=broken)
+        state['oldest_created'] = backups[-1]['manifest'].get('created')
+    return state
+
+
+def run_backup_info(params):
+    dest = params['dest']
+    if not os.path.isdir(dest):
+        raise HoldfastError("dest %s is not a directory." % dest)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    if params.get('volumes'):
+        folders = [os.path.join(dest, safe_folder_name(v)) for v in params['volumes']]
+    else:
+        folders = sorted(os.path.join(dest, d) for d in os.listdir(dest)
+                         if os.path.isdir(os.path.join(dest, d)) and not d.startswith('.'))
+    return dict(changed=False, backups=[folder_state(f, params.get('verify') or 'size', now) for f in folders])

@@ -1,0 +1,110 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: holdfast.volumes contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: backup_info
+short_description: The state of the backups in a destination, per volume
+version_added: 0.1.0
+description:
+  - For each volume folder of a backup destination, reports the number of complete backups, their total size, the
+    newest backup (time, age, size, file count, compression, encryption), and whether that newest archive still
+    matches its manifest. Also reports temporaries, archives without a manifest, and unreadable manifests.
+  - Read-only.
+author:
+  - holdfast.volumes developers (@holdfast)
+options:
+  dest:
+    description: The backup destination directory.
+    type: path
+    required: true
+  volumes:
+    description: Only these volumes (or host paths, as they were backed up). All folders when omitted.
+    type: list
+    elements: str
+  verify:
+    description: How to check the newest archive against its manifest (V(sha256) reads it, V(size) compares sizes).
+    type: str
+    choices: [sha256, size, none]
+    default: size
+attributes:
+  check_mode:
+    support: full
+    description: Read-only; runs the same in check mode.
+  diff_mode:
+    support: none
+    description: Read-only, so there is nothing to diff.
+seealso:
+  - module: holdfast.volumes.volume_backup
+  - module: holdfast.volumes.backup_rotation
+'''
+
+EXAMPLES = r'''
+- name: How old is the newest backup of each volume?
+  holdfast.volumes.backup_info:
+    dest: /srv/backups
+    verify: sha256
+  register: state
+
+- name: Fail when a backup is older than a day
+  ansible.builtin.assert:
+    that: item.newest is not none and item.newest.age_seconds < 86400 and item.newest.verified
+  loop: "{{ state.backups }}"
+  loop_control:
+    label: "{{ item.volume }}"
+'''
+
+RETURN = r'''
+backups:
+  description: One entry per volume folder.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    volume:
+      description: The volume (or host path) as it was backed up.
+      type: str
+    count:
+      description: Complete backups (archive and manifest).
+      type: int
+    bytes:
+      description: Total size of the complete backups.
+      type: int
+    newest:
+      description: The newest complete backup (C(archive), C(created), C(age_seconds), C(bytes), C(file_count),
+        C(compression), C(encrypted), C(recipients), C(verified), C(problem)), or null.
+      type: dict
+    temporaries:
+      description: Temporary files (work in progress, or left by an interrupted run).
+      type: int
+    orphans:
+      description: Archives without a manifest.
+      type: int
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.holdfast.volumes.plugins.module_utils._backup_info import run_backup_info
+from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
+
+
+def main():
+    module = AnsibleModule(argument_spec=dict(
+        dest=dict(type='path', required=True),
+        volumes=dict(type='list', elements='str'),
+        verify=dict(type='str', default='size', choices=['sha256', 'size', 'none']),
+    ), supports_check_mode=True)
+    try:
+        result = run_backup_info(module.params)
+    except HoldfastError as exc:
+        module.fail_json(msg=exc.msg, **exc.details)
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()
