@@ -150,7 +150,7 @@ class _Tee(object):
         return data
 
 
-def write_archive(source_cmd, engine_stream, tmp_path, compression, level, recipients):
+def write_archive(source_cmd, engine_stream, tmp_path, compression, level, recipients, verify=False):
     """Run source -> [compressor] -> [age] and write the final bytes to tmp_path (hashing them).
 
     source_cmd: GNU tar command (host route), or None with engine_stream (an iterator of raw tar bytes).
@@ -195,7 +195,8 @@ def write_archive(source_cmd, engine_stream, tmp_path, compression, level, recip
     digest = hashlib.sha256()
     written = [0]
     fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    sink = _Sink(fd, digest, written)
+    verifier = ReadBackVerifier(tmp_path, fd, enabled=verify)
+    sink = _Sink(fd, digest, written, verifier)
 
     def feed(target):
         try:
@@ -235,8 +236,10 @@ def write_archive(source_cmd, engine_stream, tmp_path, compression, level, recip
                 if not n:
                     break
                 sink.write(view[:n])
+        read_back = verifier.finish()
         os.fsync(fd)
     except OSError as exc:
+        verifier.abort()
         for _name, proc, _err in procs:
             proc.kill()
         _reap(procs, thread)
@@ -269,6 +272,11 @@ def write_archive(source_cmd, engine_stream, tmp_path, compression, level, recip
         stats['file_count'] = member_count[0]
     stats['bytes'] = written[0]
     stats['sha256'] = digest.hexdigest()
+    if verify and read_back != stats['sha256']:
+        raise HoldfastError("Verification failed: the archive read back from the destination does not match what "
+                            "was written (sha256 %s, expected %s). The destination may be faulty; nothing was kept."
+                            % (read_back, stats['sha256']))
+    stats['verified'] = bool(verify)
     return stats
 
 
@@ -287,6 +295,86 @@ def _reap(procs, thread):
     return out
 
 
+class ReadBackVerifier(object):
+    """Verify while writing: a thread syncs each written window, drops it from the page cache, reads it back
+    from storage and hashes it, overlapping the device reads with the (CPU-bound) compression. finish() syncs
+    the rest, reads it back, and returns the sha256 of everything read back."""
+
+    WINDOW = 64 * 1024 * 1024
+
+    def __init__(self, path, write_fd, enabled=True):
+        self.enabled = enabled
+        self.write_fd = write_fd
+        self.read_fd = os.open(path, os.O_RDONLY) if enabled else None
+        self.digest = hashlib.sha256()
+        self.written = 0
+        self.queued = 0
+        self.error = None
+        self.cond = threading.Condition()
+        self.closing = False
+        self.thread = None
+        if enabled:
+            self.thread = threading.Thread(target=self._run)
+            self.thread.daemon = True
+            self.thread.start()
+
+    def wrote(self, n):
+        if not self.enabled:
+            return
+        with self.cond:
+            self.written += n
+            if self.written - self.queued >= self.WINDOW:
+                self.cond.notify()
+
+    def _run(self):
+        verified = 0
+        try:
+            while True:
+                with self.cond:
+                    while not self.closing and self.written - verified < self.WINDOW:
+                        self.cond.wait()
+                    end = self.written if self.closing else verified + (self.written - verified) // self.WINDOW * \
+                        self.WINDOW
+                    self.queued = end
+                    last = self.closing
+                if end > verified:
+                    os.fdatasync(self.write_fd)
+                    if hasattr(os, 'posix_fadvise'):
+                        os.posix_fadvise(self.read_fd, verified, end - verified, os.POSIX_FADV_DONTNEED)
+                    while verified < end:
+                        block = os.pread(self.read_fd, min(4 * CHUNK, end - verified), verified)
+                        if not block:
+                            raise OSError(errno.EIO, 'short read while verifying')
+                        self.digest.update(block)
+                        verified += len(block)
+                if last:
+                    return
+        except OSError as exc:
+            self.error = exc
+
+    def finish(self):
+        """All data written: verify the rest; returns the hex digest of what was read back."""
+        if not self.enabled:
+            return None
+        with self.cond:
+            self.closing = True
+            self.cond.notify()
+        self.thread.join()
+        os.close(self.read_fd)
+        if self.error:
+            raise HoldfastError("Reading the archive back from the destination failed: %s" % self.error)
+        return self.digest.hexdigest()
+
+    def abort(self):
+        if self.enabled and self.thread is not None:
+            with self.cond:
+                self.closing = True
+                self.cond.notify()
+            self.thread.join()
+            os.close(self.read_fd)
+            self.enabled = False
+
+
 def grow_pipe(stream, size=CHUNK):
     """Ask for a 1 MiB pipe buffer (Linux F_SETPIPE_SZ): fewer, larger reads through this process."""
     try:
@@ -296,43 +384,27 @@ def grow_pipe(stream, size=CHUNK):
 
 
 class _Sink(object):
-    def __init__(self, fd, digest, written):
+    def __init__(self, fd, digest, written, verifier=None):
         self.fd = fd
         self.digest = digest
         self.written = written
+        self.verifier = verifier
 
     def write(self, data):
         self.digest.update(data)
-        self.written[0] += len(data)
         view = memoryview(data)
+        total = len(view)
         while view:
             n = os.write(self.fd, view)
             view = view[n:]
+        self.written[0] += total
+        if self.verifier is not None:
+            self.verifier.wrote(total)
 
 
 def _tail(text, n=600):
     text = (text or '').strip()
     return text[-n:]
-
-
-def verify_file(path, expected):
-    """Re-read the archive from storage (cache dropped where the OS allows) and compare its sha256."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        if hasattr(os, 'posix_fadvise'):
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        digest = hashlib.sha256()
-        while True:
-            block = os.read(fd, 4 * CHUNK)
-            if not block:
-                break
-            digest.update(block)
-    finally:
-        os.close(fd)
-    if digest.hexdigest() != expected:
-        raise HoldfastError("Verification failed: the archive read back from %s does not match what was written "
-                            "(sha256 %s, expected %s). The destination may be faulty; nothing was kept."
-                            % (path, digest.hexdigest(), expected))
 
 
 def count_index(path):
@@ -412,13 +484,14 @@ def run_backup(params, check_mode=False):
                     if route == 'host':
                         cmd = TAR_CREATE[:-1] + ['--index-file=%s' % index_path, '--verbose', '-C', host_path, '.']
                         stats = write_archive(cmd, None, tmp_path, compression, params.get('compression_level'),
-                                              params.get('encrypt_to'))
+                                              params.get('encrypt_to'), verify=params.get('verify', True))
                         stats['file_count'] = count_index(index_path)
                     else:
                         with access.engine_mount(name, read_only=True) as cid:
                             stream = access.engine_read_stream(cid)
                             stats = write_archive(None, stream, tmp_path, compression,
-                                                  params.get('compression_level'), params.get('encrypt_to'))
+                                                  params.get('compression_level'), params.get('encrypt_to'),
+                                                  verify=params.get('verify', True))
             finally:
                 result['containers'] = quiesce.report()
             for hook in params.get('post_hooks') or []:
@@ -426,8 +499,6 @@ def run_backup(params, check_mode=False):
             if stats['bytes'] == 0 or stats['raw_bytes'] == 0:
                 raise HoldfastError("The archive is empty (0 bytes) although the source was read; refusing to keep "
                                     "an empty backup. Check the source and the tools (tar, %s)." % compression)
-            if params.get('verify', True):
-                verify_file(tmp_path, stats['sha256'])
             os.rename(tmp_path, final_path)
             fsync_dir(folder)
         except BaseException:

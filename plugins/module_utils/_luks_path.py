@@ -290,8 +290,11 @@ def run_luks_path(params, check_mode=False):
         runner.step(what, run, cmd + args + [source], secrets, True, 'cryptsetup luksFormat')
 
     # -- keys: add, verify, remove ---------------------------------------------------------------------------------
+    # Key tests are read-only, so check mode runs them too and predicts exactly; a container that check mode
+    # would format in this run does not exist yet, so its new key is predicted to be added.
+    container_exists = bool(dump) or not check_mode
     if new_key and not current.same(new_key):
-        if check_mode or not _unlocks(source, new_key):
+        if not (container_exists and _unlocks(source, new_key)):
             cur_args, cur_secrets = current.args('--key-file', 0)
             if new_key.keyfile:
                 new_args, new_secrets = [new_key.keyfile], []
@@ -307,23 +310,20 @@ def run_luks_path(params, check_mode=False):
                     raise HoldfastError("The new key was added but does not unlock %s; the old key still works and "
                                         "was not removed." % source)
             runner.step('verify that the new key unlocks %s' % source, verify_new)
-    if old_key:
-        if check_mode and not exists:
-            pass
-        elif (check_mode and (dump or not exists)) or _unlocks(source, old_key):
-            slots = len((_dump(source) or dump or dict(keyslots=[]))['keyslots'])
-            if new_key and not check_mode and not _unlocks(source, new_key):
-                raise HoldfastError("Refusing to remove the old key: the new key does not unlock %s." % source)
-            if slots <= 1 and not new_key and not params.get('force_remove_last_key'):
-                raise HoldfastError("Refusing to remove the last key of %s: the data would be lost for good. Add a "
-                                    "new key first (new_keyfile/new_passphrase), or set force_remove_last_key."
-                                    % source)
-            args, secrets = old_key.args()
-            runner.step('remove the old key from %s' % source, run,
-                        [cryptsetup, 'luksRemoveKey', '--batch-mode'] + args + [source], secrets, True,
-                        'cryptsetup luksRemoveKey')
-            if old_key.same(current):
-                current = new_key
+    if old_key and container_exists and _unlocks(source, old_key):
+        slots = len((_dump(source) or dump or dict(keyslots=[]))['keyslots'])
+        if new_key and not check_mode and not _unlocks(source, new_key):
+            raise HoldfastError("Refusing to remove the old key: the new key does not unlock %s." % source)
+        if slots <= 1 and not new_key and not params.get('force_remove_last_key'):
+            raise HoldfastError("Refusing to remove the last key of %s: the data would be lost for good. Add a "
+                                "new key first (new_keyfile/new_passphrase), or set force_remove_last_key."
+                                % source)
+        args, secrets = old_key.args()
+        runner.step('remove the old key from %s' % source, run,
+                    [cryptsetup, 'luksRemoveKey', '--batch-mode'] + args + [source], secrets, True,
+                    'cryptsetup luksRemoveKey')
+        if old_key.same(current):
+            current = new_key
     if new_key and (current.same(old_key) or not current):
         current = new_key
 

@@ -119,6 +119,8 @@ def test_key_rotation_in_one_task(vm_host):
     assert vm.ssh('cryptsetup open --test-passphrase --key-file %s /srv/luks/rot.img' % old, check=False)[0] != 0
     vm.ssh('cryptsetup open --test-passphrase --key-file %s /srv/luks/rot.img' % new)
     assert vm.ssh("stat -c '%a' /root/rot.header")[1].strip() == '600'
+    predicted = play(vm, [rotate], check=True)
+    assert predicted.rc == 0 and predicted.task('luks')['steps'] == []  # check mode predicts the no-op exactly
     again = play(vm, [rotate])
     assert again.rc == 0 and again.task('luks')['changed'] is False
     last = play(vm, [luks(keyfile=new, remove_keyfile=new, **base)])
