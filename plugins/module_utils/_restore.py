@@ -245,6 +245,7 @@ def run_restore(params, check_mode=False):
     result = dict(changed=False, archive=archive, manifest_used=bool(manifest), created_volume=False,
                   containers=[], previous=None)
     target_vol = None
+    spec = None
     if params.get('volume'):
         target_vol = inspect_volume(client, params['volume'])
         key = 'volume:%s' % params['volume']
@@ -307,6 +308,17 @@ def run_restore(params, check_mode=False):
                       changed=True, would_create_volume=target_vol is None and bool(params.get('volume')),
                       would_stop=[u['name'] for u in running])
         return result, []
+    # Hold the backup folder's lock (when it has one), so that a rotation cannot remove the archive mid-restore.
+    folder = os.path.dirname(os.path.abspath(archive))
+    lock = FolderLock(folder, params.get('lock_timeout', 600)) \
+        if os.path.exists(os.path.join(folder, '.lock')) and os.access(folder, os.W_OK) else _Null()
+    with lock:
+        return _restore_locked(params, client, archive, manifest, route, target_dir, target_vol, spec, users,
+                               state_dir, marker_file, key, result)
+
+
+def _restore_locked(params, client, archive, manifest, route, target_dir, target_vol, spec, users, state_dir,
+                    marker_file, key, result):
     if route == 'engine':
         # No staging directory exists for these volumes: verify completely before writing anything.
         checked = verify_archive(archive, manifest, params.get('identity'), params.get('allow_special_files'))

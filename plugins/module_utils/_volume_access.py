@@ -59,7 +59,7 @@ def dir_is_empty(path):
         for entry in entries:
             if entry.name == 'lost+found' and entry.is_dir(follow_symlinks=False):
                 with os.scandir(entry.path) as inner:
-                    if any(True for _ in inner):
+                    if any(True for _entry in inner):
                         return False
                 continue
             return False

@@ -144,17 +144,19 @@ def test_quiesce_stop_with_writer_and_restart(docker_client, prefix, dest, state
     vol = prefix + '_db'
     docker_client.create_volume(vol)
     writer = docker_client.create_container(
-        TEST_IMAGE, name=prefix + '_writer', command=['sh', '-c', 'i=0; while true; do i=$((i+1)); '
+        # like a database, it finishes its current write and exits cleanly on SIGTERM (docker stop)
+        TEST_IMAGE, name=prefix + '_writer', command=['sh', '-c', "stop=; trap 'stop=1' TERM; i=0; "
+                                                      'while [ -z "$stop" ]; do i=$((i+1)); '
                                                       'echo $i > /data/counter.tmp; mv /data/counter.tmp /data/counter;'
                                                       ' echo $i >> /data/log; sleep 0.01; done'],
         host_config=docker_client.create_host_config(binds={vol: {'bind': '/data'}}))
     docker_client.start(writer)
     paused = docker_client.create_container(
-        TEST_IMAGE, name=prefix + '_reader', command=['sleep', '3600'],
+        TEST_IMAGE, name=prefix + '_reader', command=['sh', '-c', "trap 'exit 0' TERM; while :; do sleep 0.2; done"],
         host_config=docker_client.create_host_config(binds={vol: {'bind': '/data', 'mode': 'ro'}}))
     docker_client.start(paused)
     time.sleep(1)
-    run = run_playbook([backup(volume=vol, dest=dest, quiesce='stop', stop_timeout=1)])
+    run = run_playbook([backup(volume=vol, dest=dest, quiesce='stop', stop_timeout=10)])
     assert run.rc == 0, run.stdout
     res = run.task('backup')
     assert sorted(c['name'] for c in res['containers']) == sorted([prefix + '_writer', prefix + '_reader'])
