@@ -32,6 +32,9 @@ def populate(root, seed=0):
         handle.seek(50 * 1024 * 1024)
         handle.write(b'end')
     os.setxattr(os.path.join(root, '.hidden'), 'user.holdfast', b'kept')
+    # a POSIX ACL (stored as the system.posix_acl_access xattr)
+    import subprocess
+    subprocess.run(['setfacl', '-m', 'u:1234:r', os.path.join(root, 'pgdata', 'base', 'table')], check=True)
     os.utime(os.path.join(root, 'pgdata', 'base', 'table'), ns=(1_600_000_000_000_000_000, 1_600_000_000_000_000_000))
 
 
@@ -57,7 +60,7 @@ def snapshot(root):
                 inode_groups.setdefault(st.st_ino, []).append(rel)
                 try:
                     item['xattrs'] = dict((k, os.getxattr(full, k)) for k in sorted(os.listxattr(full))
-                                          if k.startswith('user.'))
+                                          if k.startswith('user.') or k == 'system.posix_acl_access')
                 except OSError:
                     item['xattrs'] = {}
             elif stat.S_ISLNK(st.st_mode):

@@ -51,6 +51,8 @@ def test_round_trip_preserves_everything(docker_client, prefix, dest, state_dir)
     os.makedirs(dest + '-src')
     populate(dest + '-src')
     before = snapshot(dest + '-src')
+    acl = before[0][os.path.join('pgdata', 'base', 'table')]['xattrs']
+    assert 'system.posix_acl_access' in acl and 'user.holdfast' in before[0]['.hidden']['xattrs']
     run = run_playbook([backup(volume=src, dest=dest)])
     assert run.rc == 0, run.stdout + run.stderr
     res = run.task('backup')
@@ -77,7 +79,7 @@ def test_round_trip_preserves_everything(docker_client, prefix, dest, state_dir)
     # and by hand, with plain tools
     manual = dest + '-manual'
     os.makedirs(manual)
-    subprocess.run('zstd -d < %s | tar -x --numeric-owner -p --xattrs --xattrs-include="*" -C %s'
+    subprocess.run('zstd -d < %s | tar -x --numeric-owner -p --xattrs --xattrs-include="*" --acls -C %s'
                    % (res['archive'], manual), shell=True, check=True)
     assert snapshot(manual)[1] == before[1]
     assert dict((k, v) for k, v in snapshot(manual)[0].items() if k != '.') == \
