@@ -188,21 +188,28 @@ def available_volume_drivers(client):
     return drivers
 
 
-def containers_by_volume(client):
-    """Map volume name -> list of {name, id, state, running} for every container (one call)."""
+def container_mounts(client):
+    """Every (container, mount) pair of the engine, from one container listing.
+
+    container: dict(name, id, state, running), where running covers paused and restarting containers too.
+    """
     try:
         containers = client.containers(all=True)
     except (DockerException, APIError) as exc:
         raise api_error('list containers', exc) from exc
-    usage = {}
     for c in containers:
         names = c.get('Names') or [c.get('Id', '')[:12]]
-        cname = names[0].lstrip('/')
+        container = dict(name=names[0].lstrip('/'), id=c.get('Id'), state=c.get('State'),
+                         running=c.get('State') in ('running', 'paused', 'restarting'))
         for mount in c.get('Mounts') or []:
-            if mount.get('Type') == 'volume' and mount.get('Name'):
-                usage.setdefault(mount['Name'], []).append(dict(
-                    name=cname, id=c.get('Id'), state=c.get('State'),
-                    running=c.get('State') in ('running', 'paused', 'restarting'),
-                    destination=mount.get('Destination'),
-                    read_only=not mount.get('RW', True)))
+            yield container, mount
+
+
+def containers_by_volume(client):
+    """Map volume name -> list of {name, id, state, running, destination, read_only} (one call)."""
+    usage = {}
+    for container, mount in container_mounts(client):
+        if mount.get('Type') == 'volume' and mount.get('Name'):
+            usage.setdefault(mount['Name'], []).append(dict(
+                container, destination=mount.get('Destination'), read_only=not mount.get('RW', True)))
     return usage

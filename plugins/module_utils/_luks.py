@@ -223,14 +223,19 @@ def block_size_bytes(device):
         return int(out.strip())
 
 
-def mapper_active(name):
-    """True when /dev/mapper/NAME exists as an active dm device (sysfs, no udev needed)."""
+def dm_device(name):
+    """The kernel name (dm-N) of the active device-mapper device NAME, from sysfs (no udev needed); else None."""
     try:
         for dm in os.listdir('/sys/class/block'):
             if dm.startswith('dm-'):
                 with open('/sys/class/block/%s/dm/name' % dm) as handle:
                     if handle.read().strip() == name:
-                        return True
+                        return dm
     except OSError:
         pass
-    return False
+    return None
+
+
+def mapper_active(name):
+    """True when /dev/mapper/NAME is an active device-mapper device."""
+    return dm_device(name) is not None

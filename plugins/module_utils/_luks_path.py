@@ -22,6 +22,7 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._luks import (
     MIN_LUKS2_BYTES,
     block_size_bytes,
     crypttab_line,
+    dm_device,
     fstab_line,
     loop_for_file,
     mapper_active,
@@ -112,13 +113,27 @@ def _dump(source):
     return parse_luks_dump(out) if rc == 0 else None
 
 
-def _unlocks(source, key):
-    if not key:
-        return False
-    args, secrets = key.args()
-    rc, _out, _err = run([need('cryptsetup', 'cryptsetup-bin'), 'open', '--test-passphrase'] + args + [source],
-                         secrets=secrets, check=False)
-    return rc == 0
+class KeyTester(object):
+    """Whether a key unlocks the container, each key tested once per run (a failing test costs one key
+    derivation per key slot: seconds on small hosts). forget() after any step that changes the key slots."""
+
+    def __init__(self, source):
+        self.source = source
+        self.known = {}
+
+    def unlocks(self, key):
+        if not key:
+            return False
+        ident = (key.keyfile, key.passphrase)
+        if ident not in self.known:
+            args, secrets = key.args()
+            rc, _out, _err = run([need('cryptsetup', 'cryptsetup-bin'), 'open', '--test-passphrase'] + args
+                                 + [self.source], secrets=secrets, check=False)
+            self.known[ident] = rc == 0
+        return self.known[ident]
+
+    def forget(self):
+        self.known = {}
 
 
 def _holds_data(source):
@@ -134,20 +149,16 @@ def _holds_data(source):
 
 
 def _users(params, path, volume_name):
-    try:
-        from ansible_collections.holdfast.volumes.plugins.module_utils._docker_common import connect
-        from ansible_collections.holdfast.volumes.plugins.module_utils._quiesce import containers_using
-    except ImportError:  # pragma: no cover
-        return []
+    """Containers using the path or the Docker volume. Without a reachable engine, a bare path has none."""
+    from ansible_collections.holdfast.volumes.plugins.module_utils._docker_common import connect
+    from ansible_collections.holdfast.volumes.plugins.module_utils._quiesce import containers_using
     try:
         client = connect(params)
     except HoldfastError:
         if volume_name:
             raise
         return []
-    found = containers_using(client, volume=volume_name, path=path) if volume_name else \
-        containers_using(client, path=path)
-    return found
+    return containers_using(client, volume=volume_name, path=path)
 
 
 def _write_table(path, key, line, runner, label):
@@ -199,7 +210,7 @@ def run_luks_path(params, check_mode=False):
                   size=os.path.getsize(source) if exists and is_file else None)
     result = dict(changed=False, name=name, mapper=mapper, path=path, steps=runner.steps, drift=drift)
 
-    if mounted and mounted['source'] not in (mapper, '/dev/%s' % _dm_of(name)) and not (
+    if mounted and mounted['source'] not in (mapper, '/dev/%s' % dm_device(name)) and not (
             active and os.path.realpath(mounted['source']) == os.path.realpath(mapper)):
         raise HoldfastError("%s is already a mount point of %s (%s); refusing to mount over it."
                             % (path, mounted['source'], mounted['fstype']))
@@ -211,10 +222,11 @@ def run_luks_path(params, check_mode=False):
 
     # -- keys first: nothing changes unless a given key unlocks the existing container ------------------------
     current = key
+    tester = KeyTester(source)
     if dump:
-        if _unlocks(source, key):
+        if tester.unlocks(key):
             current = key
-        elif new_key and _unlocks(source, new_key):
+        elif new_key and tester.unlocks(new_key):
             current = new_key  # an earlier run rotated already
         else:
             raise HoldfastError("The key does not unlock %s (wrong keyfile or passphrase); nothing was changed."
@@ -294,7 +306,7 @@ def run_luks_path(params, check_mode=False):
     # would format in this run does not exist yet, so its new key is predicted to be added.
     container_exists = bool(dump) or not check_mode
     if new_key and not current.same(new_key):
-        if not (container_exists and _unlocks(source, new_key)):
+        if not (container_exists and tester.unlocks(new_key)):
             cur_args, cur_secrets = current.args('--key-file', 0)
             if new_key.keyfile:
                 new_args, new_secrets = [new_key.keyfile], []
@@ -306,13 +318,14 @@ def run_luks_path(params, check_mode=False):
                         cur_secrets + new_secrets, True, 'cryptsetup luksAddKey')
 
             def verify_new():
-                if not _unlocks(source, new_key):
+                tester.forget()
+                if not tester.unlocks(new_key):
                     raise HoldfastError("The new key was added but does not unlock %s; the old key still works and "
                                         "was not removed." % source)
             runner.step('verify that the new key unlocks %s' % source, verify_new)
-    if old_key and container_exists and _unlocks(source, old_key):
+    if old_key and container_exists and tester.unlocks(old_key):
         slots = len((_dump(source) or dump or dict(keyslots=[]))['keyslots'])
-        if new_key and not check_mode and not _unlocks(source, new_key):
+        if new_key and not check_mode and not tester.unlocks(new_key):
             raise HoldfastError("Refusing to remove the old key: the new key does not unlock %s." % source)
         if slots <= 1 and not new_key and not params.get('force_remove_last_key'):
             raise HoldfastError("Refusing to remove the last key of %s: the data would be lost for good. Add a "
@@ -322,6 +335,7 @@ def run_luks_path(params, check_mode=False):
         runner.step('remove the old key from %s' % source, run,
                     [cryptsetup, 'luksRemoveKey', '--batch-mode'] + args + [source], secrets, True,
                     'cryptsetup luksRemoveKey')
+        tester.forget()
         if old_key.same(current):
             current = new_key
     if new_key and (current.same(old_key) or not current):
@@ -453,18 +467,6 @@ def _dropin(name):
     return os.path.join(DROPIN_DIR, '%s.conf' % (name if name.startswith('holdfast-') else 'holdfast-' + name))
 
 
-def _dm_of(name):
-    try:
-        for dm in os.listdir('/sys/class/block'):
-            if dm.startswith('dm-'):
-                with open('/sys/class/block/%s/dm/name' % dm) as handle:
-                    if handle.read().strip() == name:
-                        return dm
-    except OSError:
-        pass
-    return 'nonexistent'
-
-
 def _mapping_smaller(name, source):
     try:
         mapping = block_size_bytes('/dev/mapper/' + name)
@@ -556,17 +558,20 @@ def _persistence(params, name, path, mapper, source, fstype, options, runner, wa
             runner.step('remove %s' % dropin, os.unlink, dropin)
 
 
-def _running_users(params, path, volume_name):
-    users = _users(params, path, volume_name) if (volume_name or path) else []
-    return users
-
-
 def _unmounted(params, name, path, mapper, mounted, active, runner, result, before):
-    users = _running_users(params, path, params.get('docker_volume'))
-    running = [u for u in users if u['state'] in ('running', 'paused', 'restarting')]
+    users = _users(params, path, params.get('docker_volume'))
+    running = [u for u in users if u['running']]
     if running and (mounted or active):
         raise HoldfastError("Containers %s use %s; stop them before unmounting." % (
             ", ".join(u['name'] for u in running), path))
+    _take_down(params, name, path, mapper, mounted, active, runner, users)
+    result['changed'] = bool(runner.steps)
+    result['diff'] = dict(before=_render(before), after=_render(dict(before, open=False, mounted=False)))
+    return result, []
+
+
+def _take_down(params, name, path, mapper, mounted, active, runner, users):
+    """The steps unmounted and absent share: remove the Docker volume, unmount, close the mapping."""
     if params.get('docker_volume'):
         _remove_docker_volume(params, runner, users)
     if mounted:
@@ -574,9 +579,6 @@ def _unmounted(params, name, path, mapper, mounted, active, runner, result, befo
     if active:
         runner.step('close %s' % mapper, run, [need('cryptsetup', 'cryptsetup-bin'), 'close', name], (), True,
                     'cryptsetup close')
-    result['changed'] = bool(runner.steps)
-    result['diff'] = dict(before=_render(before), after=_render(dict(before, open=False, mounted=False)))
-    return result, []
 
 
 def _remove_docker_volume(params, runner, users):
@@ -592,20 +594,14 @@ def _remove_docker_volume(params, runner, users):
 
 
 def _absent(params, name, path, mapper, source, is_file, mounted, active, exists, runner, result, before):
-    users = _running_users(params, path, params.get('docker_volume'))
+    users = _users(params, path, params.get('docker_volume'))
     if users:
         raise HoldfastError("Refusing to destroy %s: container(s) %s use it (%s). Remove them first." % (
             source, ", ".join(u['name'] for u in users), path))
     if not params.get('destroy') and (exists or mounted or active):
         raise HoldfastError("state: absent destroys the encrypted data of %s for good; confirm with destroy: true."
                             % source)
-    if params.get('docker_volume'):
-        _remove_docker_volume(params, runner, users)
-    if mounted:
-        runner.step('unmount %s' % path, run, [need('umount', 'mount'), path], (), True, 'umount')
-    if active:
-        runner.step('close %s' % mapper, run, [need('cryptsetup', 'cryptsetup-bin'), 'close', name], (), True,
-                    'cryptsetup close')
+    _take_down(params, name, path, mapper, mounted, active, runner, users)
     if exists and _dump(source):
         runner.step('erase the LUKS keyslots and header of %s' % source, run,
                     [need('cryptsetup', 'cryptsetup-bin'), 'erase', '--batch-mode', source], (), True,

@@ -527,7 +527,7 @@ def run_permissions(params, check_mode=False):
                   changed_mode=stats['changed_mode'], changed_entries=stats['changed_entries'],
                   examined=stats['examined'], sample=stats['sample'], skipped_mounts=stats['skipped_mounts'],
                   duration_seconds=round(time.time() - started, 3))
-    if route == 'host' and params.get('_diff'):
+    if route == 'host':
         result['diff'] = dict(before_header='%s (root)' % root, after_header='%s (root)' % root,
                               before='owner: %(uid)s\ngroup: %(gid)s\nmode: %(mode)s\n' % stats['root_before'],
                               after='owner: %(uid)s\ngroup: %(gid)s\nmode: %(mode)s\n' % stats['root_after']

@@ -17,6 +17,7 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._docker_common im
     APIError,
     DockerException,
     api_error,
+    container_mounts,
 )
 from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
 
@@ -25,24 +26,17 @@ MODES = ('none', 'pause', 'stop')
 
 def containers_using(client, volume=None, path=None):
     """Containers (all states) mounting the volume, or bind-mounting the path or anything under/above it."""
-    try:
-        containers = client.containers(all=True)
-    except (DockerException, APIError) as exc:
-        raise api_error('list containers', exc) from exc
     real = os.path.realpath(path) if path else None
     out = []
-    for c in containers:
-        for mount in c.get('Mounts') or []:
-            hit = False
-            if volume and mount.get('Type') == 'volume' and mount.get('Name') == volume:
-                hit = True
-            if real and mount.get('Type') == 'bind' and mount.get('Source'):
-                src = os.path.realpath(mount['Source'])
-                hit = src == real or src.startswith(real + '/') or real.startswith(src + '/')
-            if hit:
-                out.append(dict(id=c['Id'], name=(c.get('Names') or ['/' + c['Id'][:12]])[0].lstrip('/'),
-                                state=c.get('State')))
-                break
+    for container, mount in container_mounts(client):
+        if out and out[-1]['id'] == container['id']:
+            continue  # already counted through another mount
+        hit = bool(volume) and mount.get('Type') == 'volume' and mount.get('Name') == volume
+        if real and mount.get('Type') == 'bind' and mount.get('Source'):
+            src = os.path.realpath(mount['Source'])
+            hit = src == real or src.startswith(real + '/') or real.startswith(src + '/')
+        if hit:
+            out.append(container)
     return out
 
 

@@ -25,6 +25,7 @@ import tempfile
 import threading
 import time
 import uuid
+from contextlib import nullcontext
 
 from ansible_collections.holdfast.volumes.plugins.module_utils._archive import (
     AGE_MAGIC,
@@ -36,6 +37,7 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._archive import (
     list_backups,
     manifest_name_for,
     safe_folder_name,
+    sha256_file,
     tree_fingerprint,
     write_json_atomic,
 )
@@ -275,7 +277,7 @@ def run_restore(params, check_mode=False):
         try:
             with open(marker_file) as handle:
                 marker = json.load(handle)
-            archive_sha = sha_known or _sha256(archive)
+            archive_sha = sha_known or sha256_file(archive)
             if marker.get('sha256') == archive_sha and marker.get('fingerprint') == tree_fingerprint(target_dir):
                 result.update(sha256=archive_sha, msg='already restored from this archive; content unchanged')
                 return result, []
@@ -296,7 +298,7 @@ def run_restore(params, check_mode=False):
         raise HoldfastError("Replacing the content of volume %s, which is reached through the Engine (driver %s), "
                             "is not supported: it cannot be swapped atomically. Restore into a new volume instead."
                             % (params['volume'], target_vol['Driver']))
-    running = [u for u in users if u['state'] in ('running', 'paused', 'restarting')]
+    running = [u for u in users if u['running']]
     if running and params.get('quiesce') == 'none':
         raise HoldfastError("Containers %s are running with the target mounted; set quiesce: stop to stop them for "
                             "the swap (they are started again afterwards), or stop them first."
@@ -311,7 +313,7 @@ def run_restore(params, check_mode=False):
     # Hold the backup folder's lock (when it has one), so that a rotation cannot remove the archive mid-restore.
     folder = os.path.dirname(os.path.abspath(archive))
     lock = FolderLock(folder, params.get('lock_timeout', 600)) \
-        if os.path.exists(os.path.join(folder, '.lock')) and os.access(folder, os.W_OK) else _Null()
+        if os.path.exists(os.path.join(folder, '.lock')) and os.access(folder, os.W_OK) else nullcontext()
     with lock:
         return _restore_locked(params, client, archive, manifest, route, target_dir, target_vol, spec, users,
                                state_dir, marker_file, key, result)
@@ -359,17 +361,6 @@ def _restore_locked(params, client, archive, manifest, route, target_dir, target
         except OSError:
             pass
     return result, []
-
-
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, 'rb') as handle:
-        while True:
-            block = handle.read(4 * CHUNK)
-            if not block:
-                break
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _restore_host(params, archive, manifest, target_dir, quiesce):
@@ -427,7 +418,7 @@ def _restore_host(params, archive, manifest, target_dir, quiesce):
             raise
     swapped = False
     try:
-        ctx = quiesce if quiesce is not None else _Null()
+        ctx = quiesce if quiesce is not None else nullcontext()
         with ctx:
             if in_place:
                 _swap_entries(target_dir, staging, old)
@@ -476,14 +467,6 @@ def _swap_entries(target, staging, old):
     os.chown(target, st.st_uid, st.st_gid)
     os.chmod(target, stat.S_IMODE(st.st_mode))
     os.rmdir(staging)
-
-
-class _Null(object):
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def _restore_engine(client, params, archive, target_vol, checked):

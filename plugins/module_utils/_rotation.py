@@ -18,6 +18,7 @@ __metaclass__ = type
 
 import os
 import time
+from contextlib import nullcontext
 
 from ansible_collections.holdfast.volumes.plugins.module_utils._archive import (
     fsync_dir,
@@ -62,27 +63,29 @@ def _entry(backup, reasons=None):
     return out
 
 
+def _unlink_all(paths, tolerate=(FileNotFoundError,)):
+    """Remove files, skipping those that fail with a tolerated error; returns (bytes freed, paths removed)."""
+    freed, removed = 0, []
+    for path in paths:
+        try:
+            size = os.lstat(path).st_size
+            os.unlink(path)
+        except tolerate:
+            continue
+        freed += size
+        removed.append(path)
+    return freed, removed
+
+
 def _remove_backups(backups):
     """Manifests first (fsync: from then on these backups no longer count), then the archives. Bytes freed."""
     if not backups:
         return 0
-    freed = 0
-    folders = set()
-    for backup in backups:
-        folders.add(os.path.dirname(backup['manifest_path']))
-        try:
-            freed += os.path.getsize(backup['manifest_path'])
-            os.unlink(backup['manifest_path'])
-        except FileNotFoundError:
-            pass
+    folders = set(os.path.dirname(b['manifest_path']) for b in backups)
+    freed = _unlink_all(b['manifest_path'] for b in backups)[0]
     for folder in folders:
         fsync_dir(folder)
-    for backup in backups:
-        try:
-            freed += os.path.getsize(backup['archive_path'])
-            os.unlink(backup['archive_path'])
-        except FileNotFoundError:
-            pass
+    freed += _unlink_all(b['archive_path'] for b in backups)[0]
     for folder in folders:
         fsync_dir(folder)
     return freed
@@ -139,7 +142,7 @@ def run_rotation(params, check_mode=False):
     for folder in folders:
         lock_path = os.path.join(folder, '.lock')
         use_lock = not check_mode or os.path.exists(lock_path)
-        ctx = FolderLock(folder, params.get('lock_timeout', 600)) if use_lock else _Null()
+        ctx = FolderLock(folder, params.get('lock_timeout', 600)) if use_lock else nullcontext()
         with ctx:
             plan = plan_folder(folder, rules, now, verify, stale_age)
             before = sorted(os.path.basename(b['manifest_path']) for b in
@@ -157,15 +160,10 @@ def run_rotation(params, check_mode=False):
                 freed = sum((b['manifest'].get('bytes_stored') or 0) for b in doomed)
             else:
                 freed = _remove_backups(doomed)
-            cleaned = []
-            for path in plan['stale']:
-                if not check_mode:
-                    try:
-                        freed += os.lstat(path).st_size
-                        os.unlink(path)
-                    except OSError:
-                        continue
-                cleaned.append(path)
+            cleaned = list(plan['stale'])
+            if not check_mode:
+                stale_freed, cleaned = _unlink_all(cleaned, tolerate=OSError)
+                freed += stale_freed
             kept = [_entry(e['item'], e['reasons']) for e in plan['keep']]
         result['kept'] += kept
         result['removed'] += removed
@@ -181,18 +179,9 @@ def run_rotation(params, check_mode=False):
             diffs.append(dict(before_header=folder, after_header=folder,
                               before='\n'.join(before) + '\n', after='\n'.join(after) + ('\n' if after else '')))
     result['changed'] = bool(result['removed'] or result['cleaned'])
-    if params.get('_diff'):
-        result['diff'] = diffs
+    result['diff'] = diffs
     warnings = []
     for item in result['broken']:
         hint = '' if item['removed'] else ' (kept; remove_broken: true removes it)'
         warnings.append("broken backup %s: %s%s" % (item['archive'], item['reason'], hint))
     return result, warnings
-
-
-class _Null(object):
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False

@@ -86,14 +86,18 @@ class VolumeAccess(object):
         return None
 
     # -- the engine route -------------------------------------------------
-    def ensure_helper_image(self):
+    def helper_image_present(self):
         try:
             self.client.inspect_image(HELPER_IMAGE)
-            return False
+            return True
         except NotFound:
-            pass
+            return False
         except (DockerException, APIError) as exc:
             raise api_error('inspect the helper image %s' % HELPER_IMAGE, exc) from exc
+
+    def ensure_helper_image(self):
+        if self.helper_image_present():
+            return False
         buf = io.BytesIO()
         tarfile.open(fileobj=buf, mode='w').close()
         try:

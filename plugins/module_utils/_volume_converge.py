@@ -61,7 +61,7 @@ def _spec_inspect(spec):
                 Options=dict(spec['driver_options']), Mountpoint=None, CreatedAt=None, Scope='local')
 
 
-def converge(params, check_mode=False, want_diff=False):
+def converge(params, check_mode=False):
     specs = validate_volume_specs(params.get('volumes'))
     selector = validate_selector(params.get('exclusive'))
     client = connect(params)
@@ -91,7 +91,7 @@ def converge(params, check_mode=False, want_diff=False):
             if usage.get(name):
                 continue
             vol = by_name[name]
-            if check_mode and access.route(vol)[0] == 'engine' and not _helper_present(client):
+            if check_mode and access.route(vol)[0] == 'engine' and not _helper_present(access):
                 holds_data[name] = None
                 warnings.append("check mode: volume %s is reached through the Engine and the helper image %s is "
                                 "not present yet; assuming it holds files." % (name, HELPER_IMAGE))
@@ -140,16 +140,15 @@ def converge(params, check_mode=False, want_diff=False):
         raise
     result['changed'] = bool(result['created'] or result['removed'] or result['recreated'])
     result['volumes'] = [after[s['name']] for s in specs if s['state'] == 'present' and s['name'] in after]
-    if want_diff:
-        result['diff'] = diffs
+    result['diff'] = diffs
     return result, warnings
 
 
-def _helper_present(client):
+def _helper_present(access):
+    """Check mode: is the helper image there? An engine that cannot tell counts as no."""
     try:
-        client.inspect_image(HELPER_IMAGE)
-        return True
-    except (DockerException, APIError):
+        return access.helper_image_present()
+    except HoldfastError:
         return False
 
 

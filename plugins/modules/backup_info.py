@@ -90,7 +90,7 @@ backups:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.holdfast.volumes.plugins.module_utils._backup_info import run_backup_info
-from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
+from ansible_collections.holdfast.volumes.plugins.module_utils._module_runner import execute
 
 
 def main():
@@ -99,11 +99,7 @@ def main():
         volumes=dict(type='list', elements='str'),
         verify=dict(type='str', default='size', choices=['sha256', 'size', 'none']),
     ), supports_check_mode=True)
-    try:
-        result = run_backup_info(module.params)
-    except HoldfastError as exc:
-        module.fail_json(msg=exc.msg, **exc.details)
-    module.exit_json(**result)
+    execute(module, run_backup_info)
 
 
 if __name__ == '__main__':

@@ -159,7 +159,8 @@ folders:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
+from ansible_collections.holdfast.volumes.plugins.module_utils._module_runner import execute
+from ansible_collections.holdfast.volumes.plugins.module_utils._retention import POLICY_KEYS
 from ansible_collections.holdfast.volumes.plugins.module_utils._rotation import run_rotation
 
 
@@ -167,18 +168,6 @@ def main():
     argument_spec = dict(
         dest=dict(type='path', required=True),
         volume=dict(type='str'),
-        keep_last=dict(type='int'),
-        keep_hourly=dict(type='int'),
-        keep_daily=dict(type='int'),
-        keep_weekly=dict(type='int'),
-        keep_monthly=dict(type='int'),
-        keep_yearly=dict(type='int'),
-        keep_within=dict(type='str'),
-        keep_within_hourly=dict(type='str'),
-        keep_within_daily=dict(type='str'),
-        keep_within_weekly=dict(type='str'),
-        keep_within_monthly=dict(type='str'),
-        keep_within_yearly=dict(type='str'),
         timezone=dict(type='str'),
         verify=dict(type='str', default='sha256', choices=['sha256', 'size', 'none']),
         remove_broken=dict(type='bool', default=False),
@@ -186,15 +175,10 @@ def main():
         now=dict(type='str'),
         lock_timeout=dict(type='int', default=600),
     )
+    # the policy's rules, as the retention helper knows them: counts are ints, durations strings
+    argument_spec.update((rule, dict(type='str' if rule.startswith('keep_within') else 'int')) for rule in POLICY_KEYS)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    params = dict(module.params, _diff=module._diff)
-    try:
-        result, warnings = run_rotation(params, check_mode=module.check_mode)
-    except HoldfastError as exc:
-        module.fail_json(msg=exc.msg, **exc.details)
-    for warning in warnings:
-        module.warn(warning)
-    module.exit_json(**result)
+    execute(module, run_rotation, check_mode=module.check_mode)
 
 
 if __name__ == '__main__':

@@ -209,7 +209,7 @@ volumes:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.holdfast.volumes.plugins.module_utils._docker_common import docker_argument_spec
-from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
+from ansible_collections.holdfast.volumes.plugins.module_utils._module_runner import execute
 from ansible_collections.holdfast.volumes.plugins.module_utils._volume_converge import converge
 
 
@@ -228,13 +228,7 @@ def main():
     )
     argument_spec.update(docker_argument_spec())
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    try:
-        result, warnings = converge(module.params, check_mode=module.check_mode, want_diff=module._diff)
-    except HoldfastError as exc:
-        module.fail_json(msg=exc.msg, **exc.details)
-    for warning in warnings:
-        module.warn(warning)
-    module.exit_json(**result)
+    execute(module, converge, check_mode=module.check_mode)
 
 
 if __name__ == '__main__':

@@ -221,8 +221,8 @@ keyslots:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.holdfast.volumes.plugins.module_utils._docker_common import docker_argument_spec
-from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
 from ansible_collections.holdfast.volumes.plugins.module_utils._luks_path import run_luks_path
+from ansible_collections.holdfast.volumes.plugins.module_utils._module_runner import execute
 
 
 def main():
@@ -264,15 +264,7 @@ def main():
                                                ('new_keyfile', 'new_passphrase'),
                                                ('remove_keyfile', 'remove_passphrase')],
                            required_one_of=[('backing_file', 'device')])
-    try:
-        result, warnings = run_luks_path(module.params, check_mode=module.check_mode)
-    except HoldfastError as exc:
-        module.fail_json(msg=exc.msg, **exc.details)
-    for warning in warnings:
-        module.warn(warning)
-    if not module._diff:
-        result.pop('diff', None)
-    module.exit_json(**result)
+    execute(module, run_luks_path, check_mode=module.check_mode)
 
 
 if __name__ == '__main__':

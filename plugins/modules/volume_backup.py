@@ -220,7 +220,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.holdfast.volumes.plugins.module_utils._backup import run_backup
 from ansible_collections.holdfast.volumes.plugins.module_utils._docker_common import docker_argument_spec
-from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
+from ansible_collections.holdfast.volumes.plugins.module_utils._module_runner import execute
 
 
 def main():
@@ -243,13 +243,7 @@ def main():
     argument_spec.update(docker_argument_spec())
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
                            mutually_exclusive=[('volume', 'path')], required_one_of=[('volume', 'path')])
-    try:
-        result, warnings = run_backup(module.params, check_mode=module.check_mode)
-    except HoldfastError as exc:
-        module.fail_json(msg=exc.msg, **exc.details)
-    for warning in warnings:
-        module.warn(warning)
-    module.exit_json(**result)
+    execute(module, run_backup, check_mode=module.check_mode)
 
 
 if __name__ == '__main__':

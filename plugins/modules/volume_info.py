@@ -124,7 +124,7 @@ missing:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.holdfast.volumes.plugins.module_utils._docker_common import docker_argument_spec
-from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
+from ansible_collections.holdfast.volumes.plugins.module_utils._module_runner import execute
 from ansible_collections.holdfast.volumes.plugins.module_utils._volume_inventory import volume_info
 
 
@@ -139,11 +139,7 @@ def main():
     )
     argument_spec.update(docker_argument_spec())
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    try:
-        result = volume_info(module.params)
-    except HoldfastError as exc:
-        module.fail_json(msg=exc.msg, **exc.details)
-    module.exit_json(**result)
+    execute(module, volume_info)
 
 
 if __name__ == '__main__':

@@ -140,7 +140,7 @@ duration_seconds:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.holdfast.volumes.plugins.module_utils._docker_common import docker_argument_spec
-from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
+from ansible_collections.holdfast.volumes.plugins.module_utils._module_runner import execute
 from ansible_collections.holdfast.volumes.plugins.module_utils._permissions import run_permissions
 
 
@@ -160,11 +160,7 @@ def main():
     argument_spec.update(docker_argument_spec())
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
                            mutually_exclusive=[('volume', 'path')], required_one_of=[('volume', 'path')])
-    try:
-        result = run_permissions(dict(module.params, _diff=module._diff), check_mode=module.check_mode)
-    except HoldfastError as exc:
-        module.fail_json(msg=exc.msg, **exc.details)
-    module.exit_json(**result)
+    execute(module, run_permissions, check_mode=module.check_mode)
 
 
 if __name__ == '__main__':

@@ -167,7 +167,7 @@ containers:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.holdfast.volumes.plugins.module_utils._docker_common import docker_argument_spec
-from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
+from ansible_collections.holdfast.volumes.plugins.module_utils._module_runner import execute
 from ansible_collections.holdfast.volumes.plugins.module_utils._restore import DEFAULT_STATE_DIR, run_restore
 
 
@@ -192,13 +192,7 @@ def main():
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
                            mutually_exclusive=[('volume', 'path'), ('archive', 'dest')],
                            required_one_of=[('volume', 'path'), ('archive', 'dest')])
-    try:
-        result, warnings = run_restore(module.params, check_mode=module.check_mode)
-    except HoldfastError as exc:
-        module.fail_json(msg=exc.msg, **exc.details)
-    for warning in warnings:
-        module.warn(warning)
-    module.exit_json(**result)
+    execute(module, run_restore, check_mode=module.check_mode)
 
 
 if __name__ == '__main__':

@@ -98,7 +98,7 @@ route:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.holdfast.volumes.plugins.module_utils._docker_common import docker_argument_spec
-from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
+from ansible_collections.holdfast.volumes.plugins.module_utils._module_runner import execute
 from ansible_collections.holdfast.volumes.plugins.module_utils._seed import run_seed
 
 
@@ -113,11 +113,7 @@ def main():
     )
     argument_spec.update(docker_argument_spec())
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    try:
-        result = run_seed(module.params, check_mode=module.check_mode)
-    except HoldfastError as exc:
-        module.fail_json(msg=exc.msg, **exc.details)
-    module.exit_json(**result)
+    execute(module, run_seed, check_mode=module.check_mode)
 
 
 if __name__ == '__main__':

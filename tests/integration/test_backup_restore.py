@@ -15,9 +15,8 @@ import time
 
 import pytest
 from ansible_runner import run_playbook
+from containers import TEST_IMAGE, run_in_container
 from trees import populate, snapshot
-
-TEST_IMAGE = 'holdfast-test/busybox:1'
 
 
 def backup(**args):
@@ -479,7 +478,7 @@ def test_engine_route_backup_and_restore(docker_client, prefix, dest, state_dir,
     src = loop_volume_factory('src')
     setup = ('mkdir -p /data/sub && echo via-engine > /data/sub/f && chown 999:998 /data/sub/f && '
              'chmod 640 /data/sub/f && ln -s sub/f /data/link')
-    code, _output = run_in(docker_client, src, setup)
+    code, _output = run_in_container(docker_client, src, setup)
     assert code == 0
     res = run_playbook([backup(volume=src, dest=dest)])
     assert res.rc == 0, res.stdout
@@ -489,23 +488,11 @@ def test_engine_route_backup_and_restore(docker_client, prefix, dest, state_dir,
     run = run_playbook([restore(archive=out['archive'], volume=target, state_dir=state_dir)])
     assert run.rc == 0, run.stdout
     check = 'stat -c "%u %g %a" /data/sub/f && cat /data/sub/f && readlink /data/link'
-    code, listing = run_in(docker_client, target, check)
+    code, listing = run_in_container(docker_client, target, check)
     assert code == 0 and listing.split() == ['999', '998', '640', 'via-engine', 'sub/f']
     # replacing the content of such a volume cannot be swapped atomically: refused, content intact
     refused = run_playbook([restore(archive=out['archive'], volume=target, replace=True, state_dir=state_dir)])
     assert refused.rc != 0 and 'cannot be swapped atomically' in refused.task('restore')['msg']
-
-
-def run_in(client, volume, command):
-    container = client.create_container(TEST_IMAGE, command=['sh', '-c', command],
-                                        host_config=client.create_host_config(binds={volume: {'bind': '/data'}}))
-    try:
-        client.start(container)
-        code = client.wait(container)
-        code = code.get('StatusCode') if isinstance(code, dict) else code
-        return code, client.logs(container).decode()
-    finally:
-        client.remove_container(container, force=True)
 
 
 def test_restore_into_a_mount_point(prefix, tmp_path, state_dir):

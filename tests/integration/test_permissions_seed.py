@@ -10,8 +10,7 @@ import tarfile
 
 import pytest
 from ansible_runner import run_playbook
-
-TEST_IMAGE = 'holdfast-test/busybox:1'
+from containers import run_in_container
 
 
 def perms(**args):
@@ -23,16 +22,7 @@ def seed(**args):
 
 
 def as_user(client, volume, uid, command):
-    """Run a command in a container as uid with the volume at /data; returns (exit code, output)."""
-    container = client.create_container(TEST_IMAGE, command=['sh', '-c', command], user='%d:%d' % (uid, uid),
-                                        host_config=client.create_host_config(binds={volume: {'bind': '/data'}}))
-    try:
-        client.start(container)
-        code = client.wait(container)
-        code = code.get('StatusCode') if isinstance(code, dict) else code
-        return code, client.logs(container).decode()
-    finally:
-        client.remove_container(container, force=True)
+    return run_in_container(client, volume, command, uid=uid)
 
 
 def test_uid_999_can_write_after_and_second_run_is_noop(docker_client, prefix):
