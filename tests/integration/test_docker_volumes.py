@@ -33,6 +33,7 @@ def test_create_then_noop(docker_client, prefix):
     assert first.rc == 0, first.stdout
     res = first.task('converge')
     assert res['changed'] is True
+    assert 'diff' not in res  # the diff is only returned in diff mode
     assert sorted(res['created']) == ['%s_a' % prefix, '%s_b' % prefix]
     assert names(docker_client, prefix) == ['%s_a' % prefix, '%s_b' % prefix]
     assert docker_client.inspect_volume('%s_a' % prefix)['Labels'] == {'tier': 'db'}

@@ -42,6 +42,8 @@ def test_lifecycle_write_close_reopen_idempotent(vm_host):
     run = play(vm, [task], diff=True)
     assert run.rc == 0, run.stdout + run.stderr
     assert run.task('luks')['steps'] == steps  # the real run did what check mode predicted
+    assert '-mounted: False' in run.stdout and '+mounted: True' in run.stdout  # diff mode: before and after
+    assert '-backing_exists: False' in run.stdout and '+luks: luks2' in run.stdout
     _rc, out = vm.ssh("findmnt -n -o SOURCE,FSTYPE /srv/enc/life; stat -c '%u %g %a' /srv/enc/life; "
                       "cryptsetup status holdfast-srv-enc-life | head -2")
     assert '/dev/mapper/holdfast-srv-enc-life ext4' in out and '999 999 750' in out and 'LUKS2' in out
