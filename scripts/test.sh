@@ -9,6 +9,16 @@ cd "$ROOT"
 export PATH="$HOLDFAST_VENV/bin:$PATH"
 step() { printf '\n==> %s\n' "$*"; }
 
+# The VM tier boots once: three guests shared by the VM tests (first host) and Molecule's fleet scenario (all).
+# They boot in the background while the linters run and are stopped however this script ends.
+FLEET_DIR="$ROOT/.tmp/fleet"
+mkdir -p "$FLEET_DIR"
+export HOLDFAST_FLEET_INVENTORY="$FLEET_DIR/fleet.ini"
+step "VM fleet: booting 3 guests in the background (log: .tmp/fleet/up.log)"
+python3 "$ROOT/tests/vm/fleet" up --hosts 3 --inventory "$HOLDFAST_FLEET_INVENTORY" >"$FLEET_DIR/up.log" 2>&1 &
+FLEET_PID=$!
+trap 'python3 "$ROOT/tests/vm/fleet" down >/dev/null 2>&1 || true' EXIT
+
 step "ruff"
 ruff check plugins tests
 step "yamllint"
@@ -17,7 +27,15 @@ step "ansible-lint (production profile)"
 ansible-lint --profile production --offline -q
 step "ansible-test sanity"
 "$ROOT/scripts/sanity.sh"
+step "VM fleet: waiting for the guests"
+if ! wait "$FLEET_PID"; then
+    cat "$FLEET_DIR/up.log"
+    exit 1
+fi
+tail -n 1 "$FLEET_DIR/up.log"
 step "pytest: unit, collection build, integration on the real engine and in the VM tier"
 python -m pytest -p no:cacheprovider tests/unit tests/integration "$@"
 step "molecule: default scenario on this host (converge, idempotence, testinfra verify)"
 (cd "$ROOT/extensions" && HOLDFAST_PYTHON="$HOLDFAST_VENV/bin/python" molecule test -s default)
+step "molecule: fleet scenario on 3 VM hosts (site, idempotence, backup, destroy, restore, report, testinfra)"
+(cd "$ROOT/extensions" && molecule test -s fleet)

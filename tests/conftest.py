@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import uuid
@@ -72,6 +73,9 @@ def loop_volume_factory(docker_client, prefix, tmp_path):
             subprocess.run(['losetup', '-d', dev], check=False)
 
 
+VM_STATE = os.path.join(os.environ.get('HOLDFAST_VM_RUN', '/var/tmp/holdfast-vm-run'), 'fleet.json')
+
+
 class VMHost(object):
     """One guest of the VM tier: inventory for Ansible, and ssh for setup and checks."""
 
@@ -104,13 +108,27 @@ class VMHost(object):
 
 @pytest.fixture(scope='session')
 def vm_host(tmp_path_factory):
-    """A real Debian guest with dm-crypt, Docker and systemd, booted once for all VM tests (QEMU, software
-    emulation). The harness builds the image on first use; no VM is a failure, not a skip."""
+    """A real Debian guest with dm-crypt, Docker and systemd (QEMU, software emulation), booted once for all VM
+    tests. scripts/test.sh boots the fleet once for pytest and Molecule and names its inventory in
+    HOLDFAST_FLEET_INVENTORY: the tests then use its first host. Run alone, pytest boots (and stops) one guest.
+    The harness builds the image on first use; no VM is a failure, not a skip."""
     import json
-    inventory = tmp_path_factory.mktemp('vm') / 'fleet.ini'
     fleet = str(ROOT / 'tests' / 'vm' / 'fleet')
+    shared = os.environ.get('HOLDFAST_FLEET_INVENTORY')
+    if shared:
+        inventory = tmp_path_factory.mktemp('vm') / 'fleet.ini'
+        # the first host alone, so that tests targeting the group `fleet` touch no other guest
+        state = json.load(open(VM_STATE))
+        assert state['hosts'], 'HOLDFAST_FLEET_INVENTORY is set but no fleet is up'
+        host = state['hosts'][0]
+        lines = open(shared).read().splitlines()
+        inventory.write_text('\n'.join(line for line in lines if not line.startswith('vm') or
+                                       line.startswith(host['name'] + ' ')) + '\n')
+        yield VMHost(inventory, host['image'], host['port'])
+        return
+    inventory = tmp_path_factory.mktemp('vm') / 'fleet.ini'
     subprocess.run([sys.executable, fleet, 'up', '--hosts', '1', '--inventory', str(inventory)], check=True)
-    state = json.load(open('/var/tmp/holdfast-vm-run/fleet.json'))
+    state = json.load(open(VM_STATE))
     host = state['hosts'][0]
     yield VMHost(inventory, host['image'], host['port'])
     subprocess.run([sys.executable, fleet, 'down'], check=False)

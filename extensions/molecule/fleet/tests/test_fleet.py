@@ -1,0 +1,63 @@
+# -*- coding: utf-8 -*-
+"""Verify the fleet scenario with testinfra, on every VM host: the encrypted and the plain volume after the
+backup, the disaster and the restore, byte for byte; the backups restorable with plain tar; the report."""
+
+import json
+import os
+
+REPORT = os.path.join(os.environ['MOLECULE_EPHEMERAL_DIRECTORY'], 'report')
+
+
+def test_restored_byte_for_byte(host):
+    before = host.file('/root/holdfast-before.txt').content_string
+    after = host.check_output('holdfast-fleet-record')
+    assert after.strip() == before.strip()
+    assert host.file('/srv/holdfast-enc/fleet_db/base/16384/2619').size == 3000000
+    # the record is not trivially empty: the random file, the symlink, the hard link and the upload are in it
+    assert './base/16384/2619 f 999:999 600 ' in before
+    assert './current l 999:999 777 base/16384/2619' in before
+    assert './uploads/photo.jpg f 1000:1000' in before
+    assert host.file('/srv/holdfast-enc/fleet_db/PG_VERSION').content_string.strip() == host.backend.get_hostname()
+    assert host.check_output('stat -c %h /srv/holdfast-enc/fleet_db/PG_VERSION') == '2'  # the hard link survived
+
+
+def test_database_volume_lives_on_an_open_luks_container(host):
+    mount = host.check_output('findmnt -n -o SOURCE /srv/holdfast-enc/fleet_db')
+    assert mount.startswith('/dev/mapper/')
+    assert host.run('cryptsetup isLuks /srv/holdfast-luks/fleet_db.img').rc == 0
+    assert 'fleet_db.img' in host.file('/etc/crypttab').content_string
+    opts = json.loads(host.check_output('docker volume inspect fleet_db'))[0]['Options']
+    assert opts['device'] == '/srv/holdfast-enc/fleet_db' and 'bind' in opts['o']
+    key = host.file('/etc/holdfast/keys/fleet_db.key')
+    assert key.mode == 0o600 and key.size == 64
+
+
+def test_plain_volume_recreated_with_labels_and_seed(host):
+    vol = json.loads(host.check_output('docker volume inspect fleet_files'))[0]
+    assert vol['Labels'] == {'managed-by': 'holdfast-fleet'}
+    app = host.file(vol['Mountpoint'] + '/conf/app.ini')
+    assert app.content_string == '[app]\nport = 8080\n' and app.uid == 1000
+
+
+def test_backups_restorable_with_plain_tar(host):
+    for volume in ('fleet_db', 'fleet_files'):
+        archives = host.check_output('ls /srv/holdfast-backups/%s/*.tar.zst' % volume).split()
+        assert len(archives) == 1
+        manifest = json.loads(host.file(archives[0][:-len('.tar.zst')] + '.manifest.json').content_string)
+        listing = host.check_output('tar --zstd -tvf %s' % archives[0])
+        # one line per member, plus the volume's root directory "./"
+        assert len([line for line in listing.splitlines() if line.strip()]) == manifest['file_count'] + 1
+    assert 'base/16384/2619' in host.check_output('tar --zstd -tf /srv/holdfast-backups/fleet_db/*.tar.zst')
+
+
+def test_report_covers_this_host(host):
+    report = json.load(open(os.path.join(REPORT, 'holdfast-report.json')))
+    assert sorted(h['host'] for h in report['hosts']) == ['vm1', 'vm2', 'vm3']
+    mine = [h for h in report['hosts'] if h['host'] == host.backend.get_hostname()][0]
+    assert mine['ok'] and mine['stale'] == [] and mine['unverified'] == []
+    assert {'fleet_db', 'fleet_files'} <= {v['Name'] for v in mine['volumes']}
+    assert mine['encrypted_at_rest'] == ['fleet_db']
+    backed = dict((b['volume'], b) for b in mine['backups'])
+    assert backed['fleet_db']['count'] == 1 and backed['fleet_db']['newest']['verified']
+    html = open(os.path.join(REPORT, 'holdfast-report.html')).read()
+    assert host.backend.get_hostname() in html and 'fleet_db' in html
