@@ -18,6 +18,10 @@ description:
   - V(volumes) returns the definitions for M(holdfast.volumes.docker_volumes) (entries without encryption;
     encrypted ones are created by M(holdfast.volumes.luks_path)). V(encrypted), V(backups), V(seeds) and
     V(permissions) return the entries that have those settings.
+  - V(backup_jobs) returns, for each entry with C(backup), the parameters of M(holdfast.volumes.volume_backup)
+    (key C(backup)) and of M(holdfast.volumes.backup_rotation) (key C(rotation), V(null) without C(retention)).
+    The retention policy is checked here, so a typo in it fails before the first backup. The backup role runs
+    these jobs, and writes them for its scheduled runner.
 options:
   _input:
     description: The holdfast_volumes list.
@@ -27,7 +31,7 @@ options:
   facet:
     description: Which part to return.
     type: str
-    choices: [all, volumes, encrypted, backups, seeds, permissions]
+    choices: [all, volumes, encrypted, backups, backup_jobs, seeds, permissions]
     default: all
 '''
 
@@ -46,8 +50,32 @@ _value:
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
+from ansible_collections.holdfast.volumes.plugins.module_utils._retention import validate_policy
+
 DEFAULTS = dict(driver='local', driver_options={}, labels={}, state='present', recurse=True)
 DOCKER_KEYS = ('name', 'driver', 'driver_options', 'labels', 'state')
+# backup settings of an entry that are volume_backup options as they are
+BACKUP_KEYS = ('compression', 'compression_level', 'quiesce', 'stop_timeout', 'encrypt_to', 'pre_hooks', 'post_hooks',
+               'verify')
+
+
+def backup_job(entry):
+    backup = entry['backup']
+    if not isinstance(backup, dict) or not backup.get('dest'):
+        raise AnsibleFilterError("holdfast_volumes entry %s: backup needs at least a dest." % entry['name'])
+    params = dict(volume=entry['name'], dest=backup['dest'])
+    params.update((k, backup[k]) for k in BACKUP_KEYS if backup.get(k) is not None)
+    rotation = None
+    if backup.get('retention'):
+        try:
+            validate_policy(backup['retention'])
+        except HoldfastError as exc:
+            raise AnsibleFilterError("holdfast_volumes entry %s: backup.retention: %s"
+                                     % (entry['name'], exc.msg)) from None
+        rotation = dict(volume=entry['name'], dest=backup['dest'])
+        rotation.update((k, v) for k, v in backup['retention'].items() if v is not None)
+    return dict(name=entry['name'], backup=params, rotation=rotation)
 
 
 def volume_model(entries, facet='all'):
@@ -69,6 +97,8 @@ def volume_model(entries, facet='all'):
         return [e for e in present if e.get('encryption')]
     if facet == 'backups':
         return [e for e in present if e.get('backup')]
+    if facet == 'backup_jobs':
+        return [backup_job(e) for e in present if e.get('backup')]
     if facet == 'seeds':
         return [e for e in present if e.get('seed')]
     if facet == 'permissions':

@@ -49,6 +49,26 @@ TAR_CREATE = ['tar', '--create', '--file=-', '--numeric-owner', '--xattrs', '--x
               '--sparse', '--totals', '--warning=no-file-ignored', '-C']
 
 
+_HOOK = dict(container=dict(type='str', required=True), command=dict(type='raw', required=True),
+             user=dict(type='str'))
+# The options of volume_backup besides the Docker connection (the module's argument spec, and the defaults the
+# scheduled runner applies to the jobs the backup role writes).
+BACKUP_OPTIONS = dict(
+    volume=dict(type='str'),
+    path=dict(type='path'),
+    dest=dict(type='path', required=True),
+    compression=dict(type='str', default='zstd', choices=['zstd', 'gzip', 'none']),
+    compression_level=dict(type='int'),
+    encrypt_to=dict(type='list', elements='str'),
+    quiesce=dict(type='str', default='none', choices=['none', 'pause', 'stop']),
+    stop_timeout=dict(type='int', default=30),
+    pre_hooks=dict(type='list', elements='dict', options=_HOOK),
+    post_hooks=dict(type='list', elements='dict', options=_HOOK),
+    verify=dict(type='bool', default=True),
+    lock_timeout=dict(type='int', default=600),
+)
+
+
 def need_tool(name, package):
     path = shutil.which(name)
     if not path:

@@ -18,8 +18,6 @@ import os
 import sys
 import traceback
 
-from ansible.module_utils.basic import env_fallback
-
 from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
 
 try:
@@ -53,7 +51,9 @@ SDK_MISSING_MSG = (
 
 
 def docker_argument_spec():
-    """The connection options every Docker-facing module accepts."""
+    """The connection options every Docker-facing module accepts. (Imported here: the helpers also run on hosts
+    without Ansible, under the backup role's scheduled runner.)"""
+    from ansible.module_utils.basic import env_fallback
     return dict(
         docker_host=dict(type='str', aliases=['docker_url'],
                          fallback=(env_fallback, ['DOCKER_HOST'])),

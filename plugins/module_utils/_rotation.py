@@ -35,6 +35,20 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._retention import
     validate_policy,
 )
 
+# The options of backup_rotation (its argument spec, and the defaults of the scheduled runner's jobs).
+ROTATION_OPTIONS = dict(
+    dest=dict(type='path', required=True),
+    volume=dict(type='str'),
+    timezone=dict(type='str'),
+    verify=dict(type='str', default='sha256', choices=['sha256', 'size', 'none']),
+    remove_broken=dict(type='bool', default=False),
+    stale_age=dict(type='int', default=86400),
+    now=dict(type='str'),
+    lock_timeout=dict(type='int', default=600),
+)
+# the policy's rules, as the retention helper knows them: counts are ints, durations strings
+ROTATION_OPTIONS.update((rule, dict(type='str' if rule.startswith('keep_within') else 'int')) for rule in POLICY_KEYS)
+
 
 def check_backup(backup, verify):
     """None when sound, else why it is broken."""

@@ -160,23 +160,11 @@ folders:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.holdfast.volumes.plugins.module_utils._module_runner import execute
-from ansible_collections.holdfast.volumes.plugins.module_utils._retention import POLICY_KEYS
-from ansible_collections.holdfast.volumes.plugins.module_utils._rotation import run_rotation
+from ansible_collections.holdfast.volumes.plugins.module_utils._rotation import ROTATION_OPTIONS, run_rotation
 
 
 def main():
-    argument_spec = dict(
-        dest=dict(type='path', required=True),
-        volume=dict(type='str'),
-        timezone=dict(type='str'),
-        verify=dict(type='str', default='sha256', choices=['sha256', 'size', 'none']),
-        remove_broken=dict(type='bool', default=False),
-        stale_age=dict(type='int', default=86400),
-        now=dict(type='str'),
-        lock_timeout=dict(type='int', default=600),
-    )
-    # the policy's rules, as the retention helper knows them: counts are ints, durations strings
-    argument_spec.update((rule, dict(type='str' if rule.startswith('keep_within') else 'int')) for rule in POLICY_KEYS)
+    argument_spec = dict(ROTATION_OPTIONS)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     execute(module, run_rotation, check_mode=module.check_mode)
 

@@ -218,28 +218,13 @@ source:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.holdfast.volumes.plugins.module_utils._backup import run_backup
+from ansible_collections.holdfast.volumes.plugins.module_utils._backup import BACKUP_OPTIONS, run_backup
 from ansible_collections.holdfast.volumes.plugins.module_utils._docker_common import docker_argument_spec
 from ansible_collections.holdfast.volumes.plugins.module_utils._module_runner import execute
 
 
 def main():
-    hook = dict(container=dict(type='str', required=True), command=dict(type='raw', required=True),
-                user=dict(type='str'))
-    argument_spec = dict(
-        volume=dict(type='str'),
-        path=dict(type='path'),
-        dest=dict(type='path', required=True),
-        compression=dict(type='str', default='zstd', choices=['zstd', 'gzip', 'none']),
-        compression_level=dict(type='int'),
-        encrypt_to=dict(type='list', elements='str'),
-        quiesce=dict(type='str', default='none', choices=['none', 'pause', 'stop']),
-        stop_timeout=dict(type='int', default=30),
-        pre_hooks=dict(type='list', elements='dict', options=hook),
-        post_hooks=dict(type='list', elements='dict', options=hook),
-        verify=dict(type='bool', default=True),
-        lock_timeout=dict(type='int', default=600),
-    )
+    argument_spec = dict(BACKUP_OPTIONS)
     argument_spec.update(docker_argument_spec())
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
                            mutually_exclusive=[('volume', 'path')], required_one_of=[('volume', 'path')])
