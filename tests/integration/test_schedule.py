@@ -21,6 +21,10 @@ def changed(run):
         r['result'].get('changed') or any(i.get('changed') for i in r['result'].get('results', [])))]
 
 
+def scheduler(run):
+    return run.task('holdfast.volumes.backup : Choose the scheduler')['ansible_facts']['holdfast_backup_scheduler']
+
+
 def role_vars(tmp_path, volume, **extra):
     out = {
         'holdfast_volumes': [{'name': volume, 'backup': {'dest': str(tmp_path / 'backups'),
@@ -53,7 +57,7 @@ def test_cron_schedule_runs_backups_without_ansible(docker_client, prefix, tmp_p
 
         run = run_playbook(ROLE, play_vars=role_vars(tmp_path, volume))
         assert run.rc == 0, run.stdout
-        assert run.task('holdfast.volumes.backup : Choose the scheduler')['ansible_facts']['holdfast_backup_scheduler'] == 'cron'
+        assert scheduler(run) == 'cron'
         jobs = tmp_path / 'etc' / 'backup-jobs.json'
         assert oct(os.stat(jobs).st_mode & 0o777) == '0o600'
         assert json.loads(jobs.read_text())['jobs'][0]['rotation'] == {
@@ -113,7 +117,7 @@ def test_systemd_timer_runs_backups_on_the_guest(vm_host):
     try:
         run = run_playbook(ROLE, play_vars=model, inventory=vm.inventory, hosts='fleet')
         assert run.rc == 0, run.stdout
-        assert run.task('holdfast.volumes.backup : Choose the scheduler')['ansible_facts']['holdfast_backup_scheduler'] == 'systemd'
+        assert scheduler(run) == 'systemd'
         assert vm.ssh('systemctl is-enabled holdfast-backup.timer')[1].strip() == 'enabled'
         assert vm.ssh('systemctl is-active holdfast-backup.timer')[1].strip() == 'active'
         assert 'Mon' in vm.ssh('systemctl show -p NextElapseUSecRealtime --value holdfast-backup.timer')[1]
