@@ -96,6 +96,17 @@ class VMHost(object):
                                                                           proc.stderr))
         return proc.returncode, proc.stdout
 
+    def boot_systemd(self, reboot=False):
+        """Reboot (a crash: sysrq) into the real init, the fast init handing over to systemd when the flag exists.
+        Without reboot=True, only when systemd does not run yet. Returns when Docker answers under systemd."""
+        import time
+        if not reboot and self.ssh('test -d /run/systemd/system', check=False)[0] == 0:
+            return
+        self.ssh('touch /etc/holdfast-boot-systemd && sync')
+        self.ssh('(sleep 1; echo b > /proc/sysrq-trigger) >/dev/null 2>&1 &', check=False)
+        time.sleep(5)
+        self.wait(check='test -d /run/systemd/system && docker info >/dev/null 2>&1', timeout=300)
+
     def wait(self, check='test -e /run/holdfast-ready', timeout=240):
         import time
         deadline = time.time() + timeout

@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Backups that run on the host without the controller: the backup role's systemd timer (or cron entry) runs
 
-    PYTHONPATH=/usr/local/lib/holdfast-volumes python3 -m \\
+    PYTHONPATH=/usr/local/lib/holdfast-volumes/holdfast-volumes.zip python3 -m \\
         ansible_collections.holdfast.volumes.plugins.module_utils._scheduled /etc/holdfast/backup-jobs.json
 
 The jobs file is what the role wrote from holdfast_volumes: a list of jobs, each the parameters of volume_backup

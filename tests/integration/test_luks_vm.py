@@ -197,12 +197,7 @@ def test_persistence_survives_reboot_through_systemd(vm_host):
     dropin = vm.ssh('cat /etc/systemd/system/docker.service.d/holdfast-srv-enc-boot.conf')[1]
     assert 'RequiresMountsFor=/srv/enc/boot' in dropin
     vm.ssh("docker run --rm -v boot_data:/data holdfast-test/busybox:1 sh -c 'echo across-reboot > /data/f'")
-    # reboot through the real init: the fast init hands over to systemd when this flag exists
-    vm.ssh('touch /etc/holdfast-boot-systemd && sync')
-    vm.ssh('(sleep 1; echo b > /proc/sysrq-trigger) >/dev/null 2>&1 &', check=False)
-    import time
-    time.sleep(5)
-    vm.wait(check='test -d /run/systemd/system && docker info >/dev/null 2>&1', timeout=300)
+    vm.boot_systemd(reboot=True)
     _rc, out = vm.ssh('findmnt -n -o SOURCE /srv/enc/boot; ps -p 1 -o comm=')
     assert '/dev/mapper/holdfast-srv-enc-boot' in out and 'systemd' in out
     assert vm.ssh('docker run --rm -v boot_data:/data holdfast-test/busybox:1 cat /data/f')[1].strip() == \

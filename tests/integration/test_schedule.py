@@ -51,8 +51,8 @@ def test_cron_schedule_runs_backups_without_ansible(docker_client, prefix, tmp_p
         # check mode predicts the changes and writes nothing
         dry = run_playbook(ROLE, play_vars=role_vars(tmp_path, volume), check=True)
         assert dry.rc == 0, dry.stdout
-        assert [name.split(' (')[0] for name in changed(dry)] == ['Runner directories', 'Runner code', 'Jobs file',
-                                                                   'Cron entry']
+        assert [name.split(' (')[0] for name in changed(dry)] == ['Runner directories', 'Runner code on the host',
+                                                                   'Jobs file', 'Cron entry']
         assert not os.path.exists(cron) and not (tmp_path / 'lib').exists()
 
         run = run_playbook(ROLE, play_vars=role_vars(tmp_path, volume))
@@ -98,16 +98,9 @@ def test_cron_schedule_runs_backups_without_ansible(docker_client, prefix, tmp_p
     assert not os.path.exists(cron) and not (tmp_path / 'etc' / 'backup-jobs.json').exists()
 
 
-def ensure_systemd(vm):
-    if vm.ssh('test -d /run/systemd/system', check=False)[0] != 0:
-        vm.ssh('touch /etc/holdfast-boot-systemd && sync')
-        vm.ssh('reboot -f', check=False, timeout=30)
-        vm.wait(check='test -d /run/systemd/system && docker info >/dev/null 2>&1', timeout=300)
-
-
 def test_systemd_timer_runs_backups_on_the_guest(vm_host):
     vm = vm_host
-    ensure_systemd(vm)
+    vm.boot_systemd()
     vm.ssh('docker volume create sched_vm && docker run --rm -v sched_vm:/d holdfast-test/busybox:1 '
            'sh -c "echo 42 > /d/answer" && mkdir -p /srv/sched-backups')
     model = {'holdfast_volumes': [{'name': 'sched_vm', 'backup': {'dest': '/srv/sched-backups',
