@@ -504,6 +504,12 @@ def run_permissions(params, check_mode=False):
         client = connect(params)
         vol = inspect_volume(client, params['volume'])
         if vol is None:
+            if check_mode:  # an earlier task of the same check run would have created it
+                return dict(changed=True, route=None, path=None, changed_owner=None, changed_mode=None,
+                            changed_entries=None, examined=None, sample=[], skipped_mounts=[],
+                            duration_seconds=round(time.time() - started, 3)), [
+                    "Volume %s does not exist (yet): once it is created, its root directory would be set to the "
+                    "wanted owner and mode." % params['volume']]
             raise HoldfastError("Volume %s does not exist; create it first (holdfast.volumes.docker_volumes)."
                                 % params['volume'])
         route, root = VolumeAccess(client, params.get('docker_host')).route(vol)

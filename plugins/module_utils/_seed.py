@@ -39,6 +39,10 @@ def run_seed(params, check_mode=False):
     client = connect(params)
     vol = inspect_volume(client, params['volume'])
     if vol is None:
+        if check_mode:  # an earlier task of the same check run would have created it: a new volume is empty
+            return dict(changed=True, volume=params['volume'], src=src, route=None, seeded=True), [
+                "Volume %s does not exist (yet): once it is created, it is empty and would be seeded."
+                % params['volume']]
         raise HoldfastError("Volume %s does not exist; create it first (holdfast.volumes.docker_volumes)."
                             % params['volume'])
     access = VolumeAccess(client, params.get('docker_host'))

@@ -93,8 +93,10 @@ def run_playbook(tasks: list, *, check: bool = False, diff: bool = False, extra_
 
 
 def run_named_playbook(name: str, extra_vars: dict, *, interpreter: str | None = None, check: bool = False,
-                       timeout: int = 900, inventory_lines: list | None = None) -> PlaybookRun:
-    """Run one of the collection's playbooks (e.g. holdfast.volumes.site) on localhost with extra vars."""
+                       timeout: int = 900, inventory_lines: list | None = None,
+                       inventory: str | None = None) -> PlaybookRun:
+    """Run one of the collection's playbooks (e.g. holdfast.volumes.site) on localhost (or an inventory's hosts)
+    with extra vars."""
     interpreter = interpreter or sys.executable
     with tempfile.TemporaryDirectory(prefix='holdfast-named-') as tmp:
         tmpdir = Path(tmp)
@@ -103,7 +105,7 @@ def run_named_playbook(name: str, extra_vars: dict, *, interpreter: str | None =
             + ''.join(line + '\n' for line in inventory_lines or []))
         (tmpdir / 'vars.json').write_text(json.dumps(extra_vars))
         record = tmpdir / 'record.jsonl'
-        cmd = [str(Path(sys.executable).parent / 'ansible-playbook'), '-i', str(tmpdir / 'inventory.ini'),
+        cmd = [str(Path(sys.executable).parent / 'ansible-playbook'), '-i', inventory or str(tmpdir / 'inventory.ini'),
                name, '-e', '@%s' % (tmpdir / 'vars.json')]
         if check:
             cmd.append('--check')

@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import os
+import sys
 
+import yaml
 from ansible_runner import run_named_playbook
 from trees import snapshot
 
@@ -29,6 +31,11 @@ def test_site_backup_destroy_restore(docker_client, prefix, tmp_path):
     vols = model(prefix, tmp_path)
     extra = {'holdfast_volumes': vols, 'holdfast_volumes_install_dependencies': False,
              'holdfast_volumes_exclusive': {'app': prefix}}
+    # check mode predicts the provisioning and changes nothing
+    dry = run_named_playbook('holdfast.volumes.site', extra, check=True)
+    assert dry.rc == 0, dry.stdout
+    assert 'holdfast.volumes.volumes : Converge the volumes (one engine listing for all of them)' in changed_tasks(dry)
+    assert not [v for v in (docker_client.volumes() or {}).get('Volumes') or [] if v['Name'].startswith(prefix)]
     site = run_named_playbook('holdfast.volumes.site', extra)
     assert site.rc == 0, site.stdout + site.stderr
     db = docker_client.inspect_volume(prefix + '_db')['Mountpoint']
@@ -63,3 +70,29 @@ def test_typo_in_the_model_fails_before_any_change(docker_client, prefix, tmp_pa
     assert run.rc != 0
     assert 'ownr' in run.stdout + run.stderr
     assert not [v for v in (docker_client.volumes() or {}).get('Volumes') or [] if v['Name'].startswith(prefix)]
+
+
+def test_a_failing_host_does_not_stop_the_others(docker_client, prefix, tmp_path):
+    """restore runs one host at a time: Ansible ends a play when a whole batch fails, unless the playbook
+    rescues it. The healthy host after the broken one is still restored, and the run still fails."""
+    (tmp_path / 'backups').mkdir()
+    healthy = [{'name': prefix + '_ok', 'backup': {'dest': str(tmp_path / 'backups')}}]
+    broken = [{'name': prefix + '_gone', 'backup': {'dest': str(tmp_path / 'nowhere')}}]
+    local = {'ansible_connection': 'local', 'ansible_python_interpreter': sys.executable}
+    inventory = tmp_path / 'fleet.yml'
+    inventory.write_text(yaml.safe_dump({'all': {'hosts': {
+        'broken': dict(local, holdfast_volumes=broken), 'healthy': dict(local, holdfast_volumes=healthy)}}}))
+    docker_client.create_volume(prefix + '_ok')
+    mount = docker_client.inspect_volume(prefix + '_ok')['Mountpoint']
+    with open(os.path.join(mount, 'ledger'), 'w') as handle:
+        handle.write('balance=42\n')
+    backup = run_named_playbook('holdfast.volumes.backup', {'holdfast_target': 'healthy'}, inventory=str(inventory))
+    assert backup.rc == 0, backup.stdout
+    docker_client.remove_volume(prefix + '_ok')
+    restore = run_named_playbook('holdfast.volumes.restore', {}, inventory=str(inventory))
+    assert restore.rc != 0
+    assert 'broken: FAILED in Restore from the newest complete backup: ' in restore.stdout, restore.stdout
+    assert 'nowhere' in restore.stdout.split('broken: FAILED in')[1].split('\n')[0]  # the module's own message
+    assert 'healthy: restored %s_ok' % prefix in restore.stdout
+    mount = docker_client.inspect_volume(prefix + '_ok')['Mountpoint']
+    assert open(os.path.join(mount, 'ledger')).read() == 'balance=42\n'
