@@ -39,6 +39,18 @@ def test_plain_volume_recreated_with_labels_and_seed(host):
     assert app.content_string == '[app]\nport = 8080\n' and app.uid == 1000
 
 
+def test_replacement_host_took_over_vm2s_files(host):
+    """vm3 restored vm2's file volume from vm2's backup files under a new name; vm1 and vm2 have no such volume."""
+    found = host.run('docker volume inspect fleet_files_from_vm2')
+    if host.backend.get_hostname() != 'vm3':
+        assert found.rc != 0
+        return
+    vol = json.loads(found.stdout)[0]
+    assert vol['Labels'] == {'managed-by': 'holdfast-fleet'}  # the labels recorded in vm2's manifest
+    assert host.file(vol['Mountpoint'] + '/conf/app.ini').uid == 1000
+    assert host.file(vol['Mountpoint'] + '/uploads/photo.jpg').size == 200000
+
+
 def test_backups_restorable_with_plain_tar(host):
     for volume in ('fleet_db', 'fleet_files'):
         archives = host.check_output('ls /srv/holdfast-backups/%s/*.tar.zst' % volume).split()
