@@ -16,6 +16,7 @@ __metaclass__ = type
 import os
 import re
 import shutil
+import stat
 import subprocess
 
 from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
@@ -66,6 +67,65 @@ def mount_at(mounts, path):
         if mount['mount_point'] == path:
             found = mount
     return found
+
+
+def mount_containing(mounts, path):
+    """The mount that holds path: the longest mount point that is path or one of its parents (of equal ones, the
+    last mounted, which hides the others)."""
+    best = None
+    for mount in mounts:
+        point = mount['mount_point']
+        if path == point or point == '/' or path.startswith(point.rstrip('/') + '/'):
+            if best is None or len(point) >= len(best['mount_point']):
+                best = mount
+    return best
+
+
+CRYPT_UUID_RE = re.compile(r'^CRYPT-([A-Za-z0-9]+)-')
+
+
+def _sysfs_read(path):
+    try:
+        with open(path) as handle:
+            return handle.read().strip()
+    except OSError:
+        return None
+
+
+def crypt_layers(device_dir, depth=0):
+    """The dm-crypt devices in a block device's stack (itself, then down through its slaves: LVM on LUKS, LUKS on
+    RAID, ...), from sysfs alone. device_dir is the device's sysfs directory."""
+    found = []
+    match = CRYPT_UUID_RE.match(_sysfs_read(os.path.join(device_dir, 'dm', 'uuid')) or '')
+    if match:
+        found.append(dict(device=os.path.basename(device_dir), type=match.group(1),
+                          mapper=_sysfs_read(os.path.join(device_dir, 'dm', 'name'))))
+    slaves = os.path.join(device_dir, 'slaves')
+    if depth < 8 and os.path.isdir(slaves):
+        for slave in sorted(os.listdir(slaves)):
+            found.extend(crypt_layers(os.path.realpath(os.path.join(slaves, slave)), depth + 1))
+    return found
+
+
+def at_rest(path=None, device=None, mounts=None, sysfs='/sys'):
+    """Whether the data at a host path (or on a block device) is encrypted at rest: dict(encrypted, source,
+    layers) where layers are the dm-crypt devices under it; None when it cannot be told."""
+    if device:
+        try:
+            info = os.stat(device)
+        except OSError:
+            return None
+        if not stat.S_ISBLK(info.st_mode):
+            return None
+        major_minor, source = '%d:%d' % (os.major(info.st_rdev), os.minor(info.st_rdev)), device
+    else:
+        mount = mount_containing(mounts or [], os.path.realpath(path))
+        if mount is None:
+            return None
+        major_minor, source = mount['major_minor'], mount['source']
+    base = os.path.join(sysfs, 'dev', 'block', major_minor)
+    layers = crypt_layers(os.path.realpath(base)) if os.path.exists(base) else []
+    return dict(encrypted=bool(layers), source=source, layers=layers)
 
 
 def parse_status(text):

@@ -13,8 +13,11 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._docker_common im
     api_error,
     connect,
     containers_by_volume,
+    is_local_engine,
     list_volumes,
 )
+from ansible_collections.holdfast.volumes.plugins.module_utils._luks import at_rest, read_mounts
+from ansible_collections.holdfast.volumes.plugins.module_utils._volume_access import host_data_path
 from ansible_collections.holdfast.volumes.plugins.module_utils._volume_model import matches_selector, validate_selector
 
 
@@ -37,6 +40,19 @@ def filter_volumes(volumes, names=None, labels=None, driver=None, dangling=None,
     return sorted(out, key=lambda v: v['Name'])
 
 
+def volume_at_rest(vol, mounts, sysfs='/sys'):
+    """Encrypted at rest? Judged from where the data really lies: the filesystem holding the volume's directory
+    (a bind volume's device path; the engine's own directory otherwise), or the block device of a volume with a
+    filesystem type. None for other drivers."""
+    path = host_data_path(vol)
+    if path:
+        return at_rest(path=path, mounts=mounts, sysfs=sysfs)
+    opts = vol.get('Options') or {}
+    if (vol.get('Driver') or 'local') == 'local' and (opts.get('device') or '').startswith('/dev/'):
+        return at_rest(device=opts['device'], sysfs=sysfs)
+    return None
+
+
 def volume_info(params):
     labels = validate_selector(params.get('labels')) if params.get('labels') else None
     client = connect(params)
@@ -54,9 +70,12 @@ def volume_info(params):
         for vol in df.get('Volumes') or []:
             size = ((vol.get('UsageData') or {}).get('Size'))
             sizes[vol.get('Name')] = size if size is not None and size >= 0 else None
+    local = is_local_engine(params.get('docker_host'))
+    mounts = read_mounts() if local and selected else []
     result = []
     for vol in selected:
         item = dict(vol)
+        item['at_rest'] = volume_at_rest(vol, mounts) if local else None
         if params.get('usage'):
             item['size_bytes'] = sizes.get(vol['Name'])
         if params.get('containers'):

@@ -110,6 +110,27 @@ volumes:
       type: list
       elements: dict
       returned: when O(containers=true)
+    at_rest:
+      description:
+        - Whether the volume's data is encrypted at rest, judged from where it really lies (the filesystem holding
+          the volume's directory, or a bind volume's device path, or the block device of a volume with a
+          filesystem type), through the device stack in sysfs (dm-crypt directly, or under LVM, RAID...).
+        - V(null) when it cannot be told (a remote engine, another driver, tmpfs).
+      type: dict
+      returned: always
+      contains:
+        encrypted:
+          description: Whether a dm-crypt device is in the stack.
+          type: bool
+        source:
+          description: The filesystem's source (for example C(/dev/mapper/holdfast-srv-enc-db)) or the device.
+          type: str
+        layers:
+          description: The dm-crypt devices (device, mapper name, type such as C(LUKS2)).
+          type: list
+          elements: dict
+      sample: {encrypted: true, source: /dev/mapper/holdfast-srv-enc-db, layers: [{device: dm-0, type: LUKS2,
+               mapper: holdfast-srv-enc-db}]}
     in_use:
       description: Whether any container mounts the volume.
       type: bool

@@ -68,7 +68,12 @@ def test_report_covers_this_host(host):
     mine = [h for h in report['hosts'] if h['host'] == host.backend.get_hostname()][0]
     assert mine['ok'] and mine['stale'] == [] and mine['unverified'] == []
     assert {'fleet_db', 'fleet_files'} <= {v['Name'] for v in mine['volumes']}
-    assert mine['encrypted_at_rest'] == ['fleet_db']
+    # judged from the guest's device stack (sysfs), not from the model
+    assert mine['encrypted_at_rest'] == ['fleet_db'] and mine['not_encrypted_as_declared'] == []
+    db = [v for v in mine['volumes'] if v['Name'] == 'fleet_db'][0]
+    assert db['at_rest']['layers'][0]['type'] == 'LUKS2' and db['at_rest']['source'].startswith('/dev/mapper/')
+    files = [v for v in mine['volumes'] if v['Name'] == 'fleet_files'][0]
+    assert files['at_rest']['encrypted'] is False
     backed = dict((b['volume'], b) for b in mine['backups'])
     assert backed['fleet_db']['count'] == 1 and backed['fleet_db']['newest']['verified']
     html = open(os.path.join(REPORT, 'holdfast-report.html')).read()
