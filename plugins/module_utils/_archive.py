@@ -106,6 +106,16 @@ def write_json_atomic(path, data, mode=0o600):
     fsync_dir(folder)
 
 
+def backup_folders(dest, volumes=None):
+    """The folders of a backup destination: those of the given volumes (or host paths), or every folder."""
+    if not os.path.isdir(dest):
+        raise HoldfastError("dest %s is not a directory." % dest)
+    if volumes:
+        return [os.path.join(dest, safe_folder_name(v)) for v in volumes]
+    return sorted(os.path.join(dest, d) for d in os.listdir(dest)
+                  if os.path.isdir(os.path.join(dest, d)) and not d.startswith('.'))
+
+
 def list_backups(folder):
     """Scan one volume folder: complete backups (newest first), orphan archives, temporaries, unknown files.
 

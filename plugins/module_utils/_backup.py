@@ -372,27 +372,27 @@ class ReadBackVerifier(object):
         except OSError as exc:
             self.error = exc
 
-    def finish(self):
-        """All data written: verify the rest; returns the hex digest of what was read back."""
-        if not self.enabled:
-            return None
+    def _stop(self):
+        """Let the thread verify what is left, wait for it, and close the reading side (once)."""
         with self.cond:
             self.closing = True
             self.cond.notify()
         self.thread.join()
         os.close(self.read_fd)
+        self.enabled = False
+
+    def finish(self):
+        """All data written: verify the rest; returns the hex digest of what was read back."""
+        if not self.enabled:
+            return None
+        self._stop()
         if self.error:
             raise HoldfastError("Reading the archive back from the destination failed: %s" % self.error)
         return self.digest.hexdigest()
 
     def abort(self):
-        if self.enabled and self.thread is not None:
-            with self.cond:
-                self.closing = True
-                self.cond.notify()
-            self.thread.join()
-            os.close(self.read_fd)
-            self.enabled = False
+        if self.enabled:
+            self._stop()
 
 
 def grow_pipe(stream, size=CHUNK):

@@ -10,8 +10,7 @@ __metaclass__ = type
 import datetime
 import os
 
-from ansible_collections.holdfast.volumes.plugins.module_utils._archive import list_backups, safe_folder_name
-from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
+from ansible_collections.holdfast.volumes.plugins.module_utils._archive import backup_folders, list_backups
 from ansible_collections.holdfast.volumes.plugins.module_utils._rotation import check_backup
 
 
@@ -38,13 +37,6 @@ def folder_state(folder, verify, now):
 
 
 def run_backup_info(params):
-    dest = params['dest']
-    if not os.path.isdir(dest):
-        raise HoldfastError("dest %s is not a directory." % dest)
     now = datetime.datetime.now(datetime.timezone.utc)
-    if params.get('volumes'):
-        folders = [os.path.join(dest, safe_folder_name(v)) for v in params['volumes']]
-    else:
-        folders = sorted(os.path.join(dest, d) for d in os.listdir(dest)
-                         if os.path.isdir(os.path.join(dest, d)) and not d.startswith('.'))
+    folders = backup_folders(params['dest'], params.get('volumes'))
     return dict(changed=False, backups=[folder_state(f, params.get('verify') or 'size', now) for f in folders])

@@ -21,9 +21,9 @@ import time
 from contextlib import nullcontext
 
 from ansible_collections.holdfast.volumes.plugins.module_utils._archive import (
+    backup_folders,
     fsync_dir,
     list_backups,
-    safe_folder_name,
     sha256_file,
 )
 from ansible_collections.holdfast.volumes.plugins.module_utils._backup import FolderLock
@@ -139,16 +139,10 @@ def run_rotation(params, check_mode=False):
         policy['timezone'] = params['timezone']
     rules = validate_policy(policy)
     dest = params['dest']
-    if not os.path.isdir(dest):
-        raise HoldfastError("dest %s is not a directory." % dest)
     now = parse_time(params['now'], 'now') if params.get('now') else None
-    if params.get('volume'):
-        folders = [os.path.join(dest, safe_folder_name(params['volume']))]
-        if not os.path.isdir(folders[0]):
-            raise HoldfastError("No backup folder for %s in %s." % (params['volume'], dest))
-    else:
-        folders = sorted(os.path.join(dest, d) for d in os.listdir(dest)
-                         if os.path.isdir(os.path.join(dest, d)) and not d.startswith('.'))
+    folders = backup_folders(dest, [params['volume']] if params.get('volume') else None)
+    if params.get('volume') and not os.path.isdir(folders[0]):
+        raise HoldfastError("No backup folder for %s in %s." % (params['volume'], dest))
     verify = params.get('verify') or 'sha256'
     stale_age = params.get('stale_age', 86400)
     result = dict(changed=False, kept=[], removed=[], broken=[], cleaned=[], bytes_freed=0, folders=[])

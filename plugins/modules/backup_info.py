@@ -18,6 +18,8 @@ description:
   - Read-only.
 author:
   - holdfast.volumes developers (@holdfast)
+extends_documentation_fragment:
+  - holdfast.volumes.attributes.read_only
 options:
   dest:
     description: The backup destination directory.
@@ -32,13 +34,6 @@ options:
     type: str
     choices: [sha256, size, none]
     default: size
-attributes:
-  check_mode:
-    support: full
-    description: Read-only; runs the same in check mode.
-  diff_mode:
-    support: none
-    description: Read-only, so there is nothing to diff.
 seealso:
   - module: holdfast.volumes.volume_backup
   - module: holdfast.volumes.backup_rotation

@@ -18,6 +18,7 @@ description:
 author:
   - holdfast.volumes developers (@holdfast)
 extends_documentation_fragment:
+  - holdfast.volumes.attributes.read_only
   - holdfast.volumes.docker
 options:
   names:
@@ -48,13 +49,6 @@ options:
       - Add C(containers), the containers that mount each volume, and C(in_use).
     type: bool
     default: false
-attributes:
-  check_mode:
-    support: full
-    description: Read-only; runs the same in check mode.
-  diff_mode:
-    support: none
-    description: Read-only, so there is nothing to diff.
 seealso:
   - module: holdfast.volumes.docker_volumes
 '''
