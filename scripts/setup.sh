@@ -13,7 +13,7 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 
 # 1. Debian packages ---------------------------------------------------------------------------
 APT_PACKAGES=(docker.io busybox-static zstd pigz python3-venv python3-docker acl attr age restic shellcheck
-              e2fsprogs qemu-system-x86 qemu-utils debootstrap cpio cryptsetup-bin chromium fonts-dejavu-core)
+              e2fsprogs qemu-system-x86 qemu-utils debootstrap cpio cryptsetup-bin chromium fonts-dejavu-core locales)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -25,6 +25,20 @@ if ((${#missing[@]})); then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   else
     log "missing packages ${missing[*]}: install them (as root: apt-get install ${missing[*]})"
+    exit 1
+  fi
+fi
+
+# 1b. A non-English locale: the tests run the collection under de_DE.UTF-8 (tar, cryptsetup translate their
+# messages), which must not change what the modules parse.
+if ! locale -a 2>/dev/null | grep -qix 'de_DE.utf8'; then
+  if [[ $(id -u) -eq 0 ]] && [[ -f /etc/locale.gen ]] && command -v locale-gen >/dev/null; then
+    log "generating the locale de_DE.UTF-8 (for the locale tests)"
+    sed -i 's/^# *\(de_DE.UTF-8 UTF-8\)/\1/' /etc/locale.gen
+    grep -q '^de_DE.UTF-8 UTF-8' /etc/locale.gen || echo 'de_DE.UTF-8 UTF-8' >>/etc/locale.gen
+    locale-gen >/dev/null
+  else
+    log "locale de_DE.UTF-8 is missing: generate it (as root: enable it in /etc/locale.gen, run locale-gen)"
     exit 1
   fi
 fi

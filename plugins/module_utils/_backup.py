@@ -40,6 +40,7 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._archive import (
 )
 from ansible_collections.holdfast.volumes.plugins.module_utils._docker_common import connect, inspect_volume
 from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
+from ansible_collections.holdfast.volumes.plugins.module_utils._process import command_env
 from ansible_collections.holdfast.volumes.plugins.module_utils._quiesce import Quiesce, containers_using, run_hook
 from ansible_collections.holdfast.volumes.plugins.module_utils._volume_access import VolumeAccess, _IterReader
 
@@ -189,7 +190,7 @@ def write_archive(source_cmd, engine_stream, tmp_path, compression, level, recip
 
     def spawn(cmd, stdin):
         err = tempfile.TemporaryFile()
-        proc = subprocess.Popen(cmd, stdin=stdin, stdout=subprocess.PIPE, stderr=err)
+        proc = subprocess.Popen(cmd, stdin=stdin, stdout=subprocess.PIPE, stderr=err, env=command_env())
         grow_pipe(proc.stdout)
         if proc.stdin is not None:
             grow_pipe(proc.stdin)

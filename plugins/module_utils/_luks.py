@@ -20,6 +20,7 @@ import stat
 import subprocess
 
 from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
+from ansible_collections.holdfast.volumes.plugins.module_utils._process import command_env
 
 SIZE_RE = re.compile(r'^\s*(\d+(?:\.\d+)?)\s*([KMGTP]?)(i?B?)?\s*$', re.I)
 UNITS = {'': 1, 'K': 1 << 10, 'M': 1 << 20, 'G': 1 << 30, 'T': 1 << 40, 'P': 1 << 50}
@@ -209,9 +210,6 @@ def replace_managed_line(text, key, line):
 
 
 # -- commands ---------------------------------------------------------------------------------------------------
-ENV = dict(os.environ, LC_ALL='C', LANG='C')
-
-
 def need(tool, package):
     path = shutil.which(tool) or next((p for p in ('/sbin/' + tool, '/usr/sbin/' + tool) if os.path.exists(p)), None)
     if not path:
@@ -233,7 +231,7 @@ def run(cmd, secrets=(), check=True, what=None):
             os.close(write_fd)
             fds.append(read_fd)
         argv = [a.format(**dict(('fd%d' % i, fd) for i, fd in enumerate(fds))) if '{fd' in a else a for a in cmd]
-        proc = subprocess.run(argv, capture_output=True, env=ENV, pass_fds=fds, check=False)
+        proc = subprocess.run(argv, capture_output=True, env=command_env(), pass_fds=fds, check=False)
     finally:
         for fd in fds:
             os.close(fd)

@@ -51,6 +51,7 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._docker_common im
     normalise_volume,
 )
 from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
+from ansible_collections.holdfast.volumes.plugins.module_utils._process import command_env
 from ansible_collections.holdfast.volumes.plugins.module_utils._quiesce import Quiesce, containers_using
 from ansible_collections.holdfast.volumes.plugins.module_utils._volume_access import VolumeAccess, dir_is_empty
 
@@ -113,7 +114,8 @@ class _Pipeline(object):
             err = tempfile.TemporaryFile()
             is_last = i == len(stages) - 1
             proc = subprocess.Popen(cmd, stdin=subprocess.PIPE if prev is None else prev, stdout=(
-                subprocess.DEVNULL if (is_last and consumer_cmd) else subprocess.PIPE), stderr=err, cwd=cwd)
+                subprocess.DEVNULL if (is_last and consumer_cmd) else subprocess.PIPE), stderr=err, cwd=cwd,
+                env=command_env())
             if prev is not None:
                 prev.close()
             for stream in (proc.stdin, proc.stdout):
@@ -383,7 +385,7 @@ def _restore_host(params, archive, manifest, target_dir, quiesce):
     try:
         err = tempfile.TemporaryFile()
         tar = subprocess.Popen(TAR_EXTRACT + ['-C', staging], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                               stderr=err)
+                               stderr=err, env=command_env())
         grow_pipe(tar.stdin)
         try:
             pipe, checker, problem = _gate(archive, manifest, params.get('identity'),

@@ -20,6 +20,7 @@ import tempfile
 from ansible_collections.holdfast.volumes.plugins.module_utils._docker_common import connect, inspect_volume
 from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
 from ansible_collections.holdfast.volumes.plugins.module_utils._permissions import converge_tree, parse_id
+from ansible_collections.holdfast.volumes.plugins.module_utils._process import command_env
 from ansible_collections.holdfast.volumes.plugins.module_utils._restore import (
     _restore_engine,
     _restore_host,
@@ -62,7 +63,7 @@ def run_seed(params, check_mode=False):
         if os.path.isdir(src):
             archive = os.path.join(workdir, 'seed.tar')
             proc = subprocess.run(['tar', '--create', '--file', archive, '--numeric-owner', '--xattrs', '--acls',
-                                   '-C', src, '.'], capture_output=True, check=False)
+                                   '-C', src, '.'], capture_output=True, check=False, env=command_env())
             if proc.returncode != 0:
                 raise HoldfastError("Cannot read the seed directory %s: %s"
                                     % (src, proc.stderr.decode('utf-8', 'replace').strip()[-500:]))

@@ -73,9 +73,12 @@ def test_cron_schedule_runs_backups_without_ansible(docker_client, prefix, tmp_p
         assert command.startswith('root ')
         assert subprocess.run(['/usr/bin/python3', '-c', 'import ansible'], capture_output=True,
                               check=False).returncode != 0
+        assert ' LC_ALL=C LANG=C ' in command  # the runner's own environment: the C locale
+        # as cron runs it on a German host (Debian's cron passes /etc/default/locale on)
+        german = dict(os.environ, LANG='de_DE.UTF-8', LANGUAGE='de', LC_ALL='de_DE.UTF-8')
         for _run in range(2):
             proc = subprocess.run(['sh', '-c', command[len('root '):]], capture_output=True, text=True, timeout=300,
-                                  check=False)
+                                  check=False, env=german)
             assert proc.returncode == 0, open('/var/log/holdfast-backup.log').read()[-2000:]
         log = [json.loads(entry) for entry in open('/var/log/holdfast-backup.log').read().splitlines()[-4:]]
         job, summary = log[-2], log[-1]
@@ -115,6 +118,7 @@ def test_systemd_timer_runs_backups_on_the_guest(vm_host):
         assert scheduler(run) == 'systemd'
         assert vm.ssh('systemctl is-enabled holdfast-backup.timer')[1].strip() == 'enabled'
         assert vm.ssh('systemctl is-active holdfast-backup.timer')[1].strip() == 'active'
+        assert 'LC_ALL=C' in vm.ssh('systemctl show -p Environment --value holdfast-backup.service')[1]
         assert 'Mon' in vm.ssh('systemctl show -p NextElapseUSecRealtime --value holdfast-backup.timer')[1]
         again = run_playbook(ROLE, play_vars=model, inventory=vm.inventory, hosts='fleet')
         assert again.rc == 0 and changed(again) == [], changed(again)

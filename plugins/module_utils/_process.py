@@ -1,0 +1,28 @@
+# -*- coding: utf-8 -*-
+# Copyright: holdfast.volumes contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The one environment of every command the collection runs (tar, zstd, age, cryptsetup, mount, ...).
+
+The C locale, whatever the user's language: the modules parse what the tools print (tar's "Total bytes written",
+cryptsetup's and mount's messages), and a translated message must not turn a good backup into "archive is empty".
+LANGUAGE (GNU gettext's list of languages) and every LC_* setting are dropped, so nothing outranks LC_ALL=C.
+File names are bytes to the tools in this locale: they are archived and restored as they are.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+
+LOCALE = (('LC_ALL', 'C'), ('LANG', 'C'))
+
+
+def command_env(extra=None):
+    """A copy of this process's environment with the C locale (plus `extra`), for subprocess env=."""
+    env = dict((key, value) for key, value in os.environ.items()
+               if not key.startswith('LC_') and key not in ('LANG', 'LANGUAGE'))
+    env.update(LOCALE)
+    if extra:
+        env.update(extra)
+    return env
