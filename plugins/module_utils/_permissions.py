@@ -11,6 +11,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import errno
 import grp
 import os
 import pwd
@@ -22,9 +23,10 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._errors import Ho
 MAX_ID = 4294967294  # (uid_t)-1 means "unchanged" to the kernel
 SYMBOLIC_RE = re.compile(r'^([ugoa]*)([-+=])([rwxXst]*)$')
 SAMPLE = 20
-# Subtrees are split between worker processes: the stat and chown system calls then run on both cores
-# (measured: 100,000 files, first run 0.65 s -> about 0.35 s; no-op about 0.17 s).
-WALK_WORKERS = 2
+# Subtrees are split between worker processes, one per core this process may use, at most MAX_WALK_WORKERS: the
+# stat and chown system calls then run in parallel (measured on 2 cores: 100,000 files, first run 0.65 s -> about
+# 0.35 s; no-op about 0.17 s). Beyond 8 the disk, not the CPU, is the limit.
+MAX_WALK_WORKERS = 8
 
 
 def parse_id(value, kind):
@@ -47,8 +49,32 @@ def parse_id(value, kind):
                             "exist on the host, e.g. 999 for postgres)." % (kind, value)) from None
 
 
+def quoted_modes(value):
+    """Pure: the quoted forms a user may have meant by an integer mode. YAML reads `mode: 700` as the number 700
+    (which is 0o1274) and `mode: 0640` as 416 (0o640): digits that are all octal may have been meant as written,
+    and a number up to 0o777 may be what YAML made of an octal literal."""
+    forms = []
+    if value <= 0o777 and value >= 0:
+        forms.append('%04o' % value)
+    if re.match(r'^[0-7]{1,4}$', str(value)) and str(value).zfill(4) not in forms:
+        forms.append(str(value).zfill(4))
+    return forms or ['0750']
+
+
+def refuse_integer_mode(value, name='mode'):
+    """Modes are strings: an integer was read by YAML (or a template) and is never applied as it is."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        forms = quoted_modes(value)
+        raise HoldfastError(
+            '%s must be a quoted string, got the integer %d: write %s%s, or a symbolic mode such as '
+            '"u=rwX,g=rX,o=". YAML reads an unquoted mode as a number (700 would be applied as 0o1274, 0640 '
+            'arrives as 416), so integers are refused; nothing was changed.'
+            % (name, value, ' or '.join('%s: "%s"' % (name, form) for form in forms),
+               ' (whichever you meant)' if len(forms) > 1 else ''))
+
+
 class ModeSpec(object):
-    """An octal mode or a symbolic one (u=rwX,g=rX,o=), applied to a current mode."""
+    """An octal mode or a symbolic one (u=rwX,g=rX,o=), applied to a current mode. Integers are refused."""
 
     def __init__(self, spec, name='mode'):
         self.text = spec
@@ -57,11 +83,7 @@ class ModeSpec(object):
         if isinstance(spec, bool):
             raise HoldfastError("%s must be octal (e.g. '0750') or symbolic (e.g. 'u=rwX,g=rX,o='), got %r."
                                 % (name, spec))
-        if isinstance(spec, int):
-            if not 0 <= spec <= 0o7777:
-                raise HoldfastError("%s %r is out of range (0 to 07777)." % (name, spec))
-            self.octal = spec
-            return
+        refuse_integer_mode(spec, name)
         text = str(spec).strip()
         if re.match(r'^0?[0-7]{3,4}$', text) or re.match(r'^0o[0-7]{1,4}$', text):
             self.octal = int(text.replace('0o', ''), 8)
@@ -119,7 +141,8 @@ def wanted_state(params):
                  else None,
                  dir_mode=ModeSpec(params['dir_mode'], 'dir_mode') if params.get('dir_mode') not in (None, '')
                  else None,
-                 keep_exec=bool(params.get('keep_file_exec_bits')))
+                 keep_exec=bool(params.get('keep_file_exec_bits')),
+                 skip_hardlinks=bool(params.get('skip_hardlinks')))
     if (state['file_mode'] or state['dir_mode']) and not state['recurse']:
         raise HoldfastError("file_mode and dir_mode apply below the root: set recurse: true.")
     wants_mode = state['mode'] or state['file_mode'] or state['dir_mode']
@@ -180,15 +203,54 @@ def _fork_walk(walk, shares):
     return outcomes
 
 
-def _safe_chmod(name, dir_fd, mode, expect_ino, is_dir):
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, 'O_CLOEXEC', 0)
+
+
+def walk_workers():
+    """How many processes walk a tree: the cores this process may run on (its CPU affinity), 1 to 8."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return max(1, min(MAX_WALK_WORKERS, cores))
+
+
+def _changed_under_us(path):
+    return HoldfastError("%s changed while permissions were being set (it is no longer the directory that was "
+                         "listed, e.g. another user swapped it for a symlink); nothing outside the tree was "
+                         "touched. Run again." % path)
+
+
+def _open_dir(name, dir_fd, expect, path):
+    """Open a directory relative to its parent's descriptor, never through a symlink, and check that it is still
+    the directory that was listed (expect: (st_dev, st_ino))."""
+    try:
+        fd = os.open(name, DIR_FLAGS, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.ENOENT):
+            raise _changed_under_us(path) from exc
+        raise HoldfastError("Cannot open %s: %s" % (path, exc.strerror)) from exc
+    st = os.fstat(fd)
+    if expect is not None and (st.st_dev, st.st_ino) != expect:
+        os.close(fd)
+        raise _changed_under_us(path)
+    return fd
+
+
+def _safe_chmod(name, dir_fd, mode, expect_ino, is_dir, path=None):
     """chmod that cannot be redirected through a symlink swapped in since the scan: open without following,
     check it is still the same inode, then fchmod."""
     flags = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, 'O_CLOEXEC', 0)
-    flags |= os.O_DIRECTORY if is_dir else os.O_NONBLOCK
-    fd = os.open(name, flags, dir_fd=dir_fd)
+    flags |= os.O_DIRECTORY if is_dir else (os.O_NONBLOCK | getattr(os, 'O_NOCTTY', 0))
+    try:
+        fd = os.open(name, flags, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.ENOENT):
+            raise _changed_under_us(path or name) from exc
+        raise
     try:
         if os.fstat(fd).st_ino != expect_ino:
-            raise HoldfastError("%s changed while permissions were being set; run again." % name)
+            raise _changed_under_us(path or name)
         os.fchmod(fd, mode)
     finally:
         os.close(fd)
@@ -197,32 +259,48 @@ def _safe_chmod(name, dir_fd, mode, expect_ino, is_dir):
 def converge_tree(root, state, check_mode=False):
     """Walk once; change what differs. Returns counts, a sample of changed paths, and the root before/after.
 
-    Each directory is opened once; entries are examined and changed relative to its descriptor (fstatat,
-    fchownat without following links), so no path is resolved per entry.
+    Every directory is opened relative to its parent's descriptor with O_NOFOLLOW|O_DIRECTORY and checked to be
+    the directory that was listed; its entries are examined and changed relative to that descriptor (fstatat,
+    fchownat without following links, fchmod on a descriptor opened without following), so no path is ever
+    resolved again, and another user who can write in the tree cannot redirect the walk outside it.
+    Entries with more than one hard link are counted (they are also reachable from outside the tree); with
+    state['skip_hardlinks'] they are left alone.
     """
-    result = dict(examined=0, changed_owner=0, changed_mode=0, changed_entries=0, sample=[], skipped_mounts=[])
+    result = dict(examined=0, changed_owner=0, changed_mode=0, changed_entries=0, hardlinks=0, hardlinks_changed=0,
+                  sample=[],
+                  skipped_mounts=[], root_changed=False)
     try:
-        root_st = os.lstat(root)
+        root_fd = os.open(root, DIR_FLAGS)
     except OSError as exc:
+        if exc.errno in (errno.ENOTDIR, errno.ELOOP):
+            raise HoldfastError("%s is not a directory (a symlink is not followed)." % root) from exc
         raise HoldfastError("Cannot read %s: %s" % (root, exc.strerror)) from exc
-    if not stat.S_ISDIR(root_st.st_mode):
-        raise HoldfastError("%s is not a directory." % root)
+    try:
+        _converge(root, root_fd, state, check_mode, result)
+    finally:
+        os.close(root_fd)
+    return result
+
+
+def _converge(root, root_fd, state, check_mode, result):
+    root_st = os.fstat(root_fd)
     device = root_st.st_dev
     before_root = dict(uid=root_st.st_uid, gid=root_st.st_gid, mode='%04o' % stat.S_IMODE(root_st.st_mode))
     want_uid, want_gid = state['uid'], state['gid']
     file_spec, dir_spec, keep_exec = state['file_mode'], state['dir_mode'], state['keep_exec']
+    skip_hardlinks = bool(state.get('skip_hardlinks'))
     # fast paths for octal modes
     file_octal = file_spec.octal if file_spec is not None else None
     dir_octal = dir_spec.octal if dir_spec is not None else None
     S_ISDIR, S_ISREG, S_ISLNK, S_IMODE = stat.S_ISDIR, stat.S_ISREG, stat.S_ISLNK, stat.S_IMODE
-    counts = [0, 0, 0, 0]  # examined, owner, mode, entries
+    counts = [0, 0, 0, 0, 0, 0]  # examined, owner, mode, entries, hard-linked, hard-linked and changed
     sample = result['sample']
 
     def note(path):
         if len(sample) < SAMPLE:
             sample.append(path)
 
-    # the root itself
+    # the root itself, through its descriptor
     counts[0] += 1
     uid = want_uid if want_uid is not None else root_st.st_uid
     gid = want_gid if want_gid is not None else root_st.st_gid
@@ -232,111 +310,136 @@ def converge_tree(root, state, check_mode=False):
         counts[1] += 1
         changed = True
         if not check_mode:
-            os.chown(root, uid, gid, follow_symlinks=False)
+            os.fchown(root_fd, uid, gid)
     if root_mode != S_IMODE(root_st.st_mode) or (changed and root_mode & 0o6000):
         if root_mode != S_IMODE(root_st.st_mode):
             counts[2] += 1
             changed = True
         if not check_mode:
-            os.chmod(root, root_mode)
+            os.fchmod(root_fd, root_mode)
     if changed:
         counts[3] += 1
         note(root)
+    result['root_changed'] = changed
 
-    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, 'O_CLOEXEC', 0)
-
-    def process_dir(dpath):
-        """Examine and fix one directory's entries; returns (subdirectories, counts, changed sample, mounts)."""
-        local = [0, 0, 0, 0]
+    def process_dir(dfd, dpath):
+        """Examine and fix one directory's entries (dfd: its open descriptor); returns (subdirectories as
+        (name, (st_dev, st_ino), path), counts, changed sample, mounts)."""
+        local = [0, 0, 0, 0, 0, 0]
         subdirs, changed_paths, mounts = [], [], []
-        try:
-            dfd = os.open(dpath, flags)
-        except OSError as exc:
-            raise HoldfastError("Cannot open %s: %s" % (dpath, exc.strerror)) from exc
-        try:
-            with os.scandir(dfd) as entries:
-                for entry in entries:
+        with os.scandir(dfd) as entries:
+            for entry in entries:
+                try:
                     st = entry.stat(follow_symlinks=False)
-                    local[0] += 1
-                    st_mode = st.st_mode
-                    uid = want_uid if want_uid is not None else st.st_uid
-                    gid = want_gid if want_gid is not None else st.st_gid
-                    owner_change = uid != st.st_uid or gid != st.st_gid
-                    is_dir = S_ISDIR(st_mode)
-                    new_mode = None
-                    if not S_ISLNK(st_mode):
-                        current = S_IMODE(st_mode)
-                        if is_dir:
-                            if dir_spec is not None:
-                                new_mode = dir_octal if dir_octal is not None else dir_spec.apply(st_mode, True)
-                        elif S_ISREG(st_mode) and file_spec is not None:
-                            new_mode = file_octal if file_octal is not None else file_spec.apply(st_mode, False)
-                            if keep_exec:
-                                new_mode = (new_mode & ~0o111) | (current & 0o111)
-                        if new_mode is not None and new_mode == current and not (owner_change and current & 0o6000):
-                            new_mode = None
-                    if owner_change or new_mode is not None:
-                        if owner_change:
-                            local[1] += 1
-                            if not check_mode:
-                                os.chown(entry.name, uid, gid, dir_fd=dfd, follow_symlinks=False)
-                        if new_mode is not None:
-                            if new_mode != S_IMODE(st_mode):
-                                local[2] += 1
-                            if not check_mode:
-                                # also after a chown, which clears setuid/setgid bits
-                                _safe_chmod(entry.name, dfd, new_mode, st.st_ino, is_dir)
-                        local[3] += 1
-                        if len(changed_paths) < SAMPLE:
-                            changed_paths.append(os.path.join(dpath, entry.name))
+                except FileNotFoundError as exc:
+                    raise _changed_under_us(os.path.join(dpath, entry.name)) from exc
+                local[0] += 1
+                st_mode = st.st_mode
+                is_dir = S_ISDIR(st_mode)
+                if is_dir:
+                    if st.st_dev != device:
+                        mounts.append(os.path.join(dpath, entry.name))
+                    else:
+                        subdirs.append((entry.name, (st.st_dev, st.st_ino), os.path.join(dpath, entry.name)))
+                elif st.st_nlink > 1:
+                    local[4] += 1
+                    if skip_hardlinks:
+                        continue
+                uid = want_uid if want_uid is not None else st.st_uid
+                gid = want_gid if want_gid is not None else st.st_gid
+                owner_change = uid != st.st_uid or gid != st.st_gid
+                new_mode = None
+                if not S_ISLNK(st_mode):
+                    current = S_IMODE(st_mode)
                     if is_dir:
-                        if st.st_dev != device:
-                            mounts.append(os.path.join(dpath, entry.name))
-                        else:
-                            subdirs.append(os.path.join(dpath, entry.name))
-        finally:
-            os.close(dfd)
+                        if dir_spec is not None:
+                            new_mode = dir_octal if dir_octal is not None else dir_spec.apply(st_mode, True)
+                    elif S_ISREG(st_mode) and file_spec is not None:
+                        new_mode = file_octal if file_octal is not None else file_spec.apply(st_mode, False)
+                        if keep_exec:
+                            new_mode = (new_mode & ~0o111) | (current & 0o111)
+                    if new_mode is not None and new_mode == current and not (owner_change and current & 0o6000):
+                        new_mode = None
+                if owner_change or new_mode is not None:
+                    path = os.path.join(dpath, entry.name)
+                    if owner_change:
+                        local[1] += 1
+                        if not check_mode:
+                            try:  # fchownat(AT_SYMLINK_NOFOLLOW) relative to the checked directory
+                                os.chown(entry.name, uid, gid, dir_fd=dfd, follow_symlinks=False)
+                            except FileNotFoundError as exc:
+                                raise _changed_under_us(path) from exc
+                    if new_mode is not None:
+                        if new_mode != S_IMODE(st_mode):
+                            local[2] += 1
+                        if not check_mode:
+                            # also after a chown, which clears setuid/setgid bits
+                            _safe_chmod(entry.name, dfd, new_mode, st.st_ino, is_dir, path)
+                    local[3] += 1
+                    if st.st_nlink > 1 and not is_dir:
+                        local[5] += 1
+                    if len(changed_paths) < SAMPLE:
+                        changed_paths.append(path)
         return subdirs, local, changed_paths, mounts
 
-    def merge(outcome):
-        subdirs, local, changed_paths, mounts = outcome
-        for i in range(4):
-            counts[i] += local[i]
+    def walk(share):
+        """Sequential depth-first walk of whole subtrees (share: top subdirectories of the root); returns
+        aggregated (counts, sample, mounts). Holds one descriptor per level: each directory is opened relative
+        to its parent's."""
+        agg = [0, 0, 0, 0, 0, 0]
+        changed_paths, mounts = [], []
+        stack = [(root_fd, iter(share), False)]
+        try:
+            while stack:
+                dfd, pending, owned = stack[-1]
+                item = next(pending, None)
+                if item is None:
+                    stack.pop()
+                    if owned:
+                        os.close(dfd)
+                    continue
+                name, ident, path = item
+                fd = _open_dir(name, dfd, ident, path)
+                try:
+                    subdirs, local, paths_changed, found_mounts = process_dir(fd, path)
+                except BaseException:
+                    os.close(fd)
+                    raise
+                stack.append((fd, iter(subdirs), True))
+                for i in range(6):
+                    agg[i] += local[i]
+                changed_paths.extend(paths_changed[:max(0, SAMPLE - len(changed_paths))])
+                mounts.extend(found_mounts)
+        finally:
+            for dfd, _pending, owned in stack:
+                if owned:
+                    os.close(dfd)
+        return agg, changed_paths, mounts
+
+    def merge(agg, changed_paths, mounts):
+        for i in range(6):
+            counts[i] += agg[i]
         for path in changed_paths:
             note(path)
         result['skipped_mounts'].extend(mounts)
-        return subdirs
-
-    def walk(paths):
-        """Sequential walk of whole subtrees; returns aggregated (counts, sample, mounts)."""
-        agg = [0, 0, 0, 0]
-        changed_paths, mounts = [], []
-        stack = list(paths)
-        while stack:
-            subdirs, local, paths_changed, found_mounts = process_dir(stack.pop())
-            for i in range(4):
-                agg[i] += local[i]
-            changed_paths.extend(paths_changed[:max(0, SAMPLE - len(changed_paths))])
-            mounts.extend(found_mounts)
-            stack.extend(subdirs)
-        return agg, changed_paths, mounts
 
     if state['recurse']:
-        top = merge(process_dir(root))
-        workers = min(WALK_WORKERS, len(top))
+        top, local, changed_paths, mounts = process_dir(root_fd, root)
+        merge(local, changed_paths, mounts)
+        workers = min(walk_workers(), len(top))
         if workers < 2:
             outcomes = [walk(top)]
         else:
             outcomes = _fork_walk(walk, [top[i::workers] for i in range(workers)])
         for agg, changed_paths, mounts in outcomes:
-            merge(([], agg, changed_paths, mounts))
-    result.update(examined=counts[0], changed_owner=counts[1], changed_mode=counts[2], changed_entries=counts[3])
-    after = os.lstat(root) if not check_mode else None
+            merge(agg, changed_paths, mounts)
+    result.update(examined=counts[0], changed_owner=counts[1], changed_mode=counts[2], changed_entries=counts[3],
+                  hardlinks=counts[4], hardlinks_changed=counts[5])
+    after = os.fstat(root_fd) if not check_mode else None
     result['root_before'] = before_root
     result['root_after'] = dict(uid=after.st_uid, gid=after.st_gid, mode='%04o' % S_IMODE(after.st_mode)) \
         if after else dict(uid=want_uid if want_uid is not None else root_st.st_uid,
                            gid=want_gid if want_gid is not None else root_st.st_gid, mode='%04o' % root_mode)
-    return result
 
 
 # -- the engine route: a helper container with a shell, find, chown and chmod -----------------------------------
@@ -410,6 +513,9 @@ def engine_script(state, check_mode):
         if spec is not None and spec.octal is None:
             raise HoldfastError("%s: symbolic modes need direct access to the volume's files; this volume is "
                                 "reached through the Engine, so use an octal mode (e.g. '0750')." % name)
+    if state.get('skip_hardlinks'):
+        raise HoldfastError("skip_hardlinks needs direct access to the volume's files; not available for a volume "
+                            "reached through the Engine.")
     if state['keep_exec']:
         raise HoldfastError("keep_file_exec_bits needs direct access to the volume's files; not available for a "
                             "volume reached through the Engine.")
@@ -532,10 +638,18 @@ def run_permissions(params, check_mode=False):
     result = dict(changed=changed, route=route, path=root, changed_owner=stats['changed_owner'],
                   changed_mode=stats['changed_mode'], changed_entries=stats['changed_entries'],
                   examined=stats['examined'], sample=stats['sample'], skipped_mounts=stats['skipped_mounts'],
-                  duration_seconds=round(time.time() - started, 3))
+                  hardlinks=stats.get('hardlinks'), duration_seconds=round(time.time() - started, 3))
     if route == 'host':
+        # changed_entries counts the root too: below it, only the others changed
+        below = stats['changed_entries'] - (1 if stats['root_changed'] else 0)
         result['diff'] = dict(before_header='%s (root)' % root, after_header='%s (root)' % root,
                               before='owner: %(uid)s\ngroup: %(gid)s\nmode: %(mode)s\n' % stats['root_before'],
                               after='owner: %(uid)s\ngroup: %(gid)s\nmode: %(mode)s\n' % stats['root_after']
-                              + ('entries changed below: %d\n' % stats['changed_entries']))
-    return result
+                              + ('entries changed below: %d\n' % below))
+    warnings = []
+    if stats.get('hardlinks_changed'):
+        warnings.append(
+            "%d files below %s that have more than one hard link %s changed: a hard link can also be reached from "
+            "outside the tree. Set skip_hardlinks: true to leave such files alone."
+            % (stats['hardlinks_changed'], root, 'would be' if check_mode else 'were'))
+    return result, warnings

@@ -19,6 +19,12 @@ description:
     change.
   - Never follows symlinks. A link's own owner is changed (lchown), its mode never (chmod would follow it), and
     directories on another filesystem are not entered.
+  - Safe against other users who can write in the tree. Every directory is opened relative to its parent's open
+    descriptor, without following links, and checked to be the directory that was listed; entries are changed
+    relative to it. A directory swapped for a symlink during the walk makes the task fail (run it again), never
+    act outside the tree.
+  - Files with more than one hard link are counted (RV(hardlinks)); a hard link can also be reached from outside
+    the tree. O(skip_hardlinks) leaves them alone.
   - A plain local volume of a local engine is changed directly on the host (fast, no container). Other volumes
     (tmpfs/nfs/cifs options, other drivers, a remote engine) go through a helper container made from a local
     image. This is O(helper_image), or one the module builds from the host's static busybox with C(docker import),
@@ -42,20 +48,31 @@ options:
     type: raw
   mode:
     description:
-      - Mode of the root directory, octal (V('0750')) or symbolic (V('u=rwx,g=rx,o=')). Quote octal modes in YAML.
+      - Mode of the root directory, octal (V('0750')) or symbolic (V('u=rwx,g=rx,o=')), as a string.
+      - Integers are refused (YAML reads an unquoted C(700) as the number 700, which is C(0o1274)); the error shows
+        the quoted form to write.
     type: raw
   recurse:
     description: Apply O(owner) and O(group) to everything below the root too, and O(file_mode) / O(dir_mode).
     type: bool
     default: false
   file_mode:
-    description: Mode of regular files below the root (octal or symbolic; V(X) in symbolic modes works as in chmod).
+    description:
+      - Mode of regular files below the root, a string (octal or symbolic; V(X) in symbolic modes works as in
+        chmod). Integers are refused, as for O(mode).
     type: raw
   dir_mode:
-    description: Mode of directories below the root (octal or symbolic).
+    description: Mode of directories below the root, a string (octal or symbolic). Integers are refused.
     type: raw
   keep_file_exec_bits:
     description: Leave the executable bits of files as they are when applying O(file_mode).
+    type: bool
+    default: false
+  skip_hardlinks:
+    description:
+      - Leave files that have more than one hard link as they are (they are still counted in RV(hardlinks)).
+      - Without it they are changed like any other file, with a warning.
+      - Only for volumes changed directly on the host.
     type: bool
     default: false
   helper_image:
@@ -71,7 +88,7 @@ attributes:
     support: partial
     description: Owner, group and mode of the root before and after, and the number of entries changed below it.
 notes:
-  - Through the Engine only octal modes are supported, and O(keep_file_exec_bits) is not.
+  - Through the Engine only octal modes are supported, and neither O(keep_file_exec_bits) nor O(skip_hardlinks) is.
   - Docker copies an image's directory, with its owner and mode, into an B(empty) volume the first time a container
     mounts the volume there. That undoes ownership set on the empty volume beforehand. Mount the volume at a path
     the image does not have, use C(volume-nocopy), seed content first (M(holdfast.volumes.volume_seed)), or run this
@@ -126,6 +143,12 @@ route:
   description: V(host) (changed directly) or V(engine) (through a helper container).
   returned: always
   type: str
+hardlinks:
+  description:
+    - Files below the root that have more than one hard link (null through the Engine). With O(skip_hardlinks)
+      they were left alone.
+  returned: always
+  type: int
 skipped_mounts:
   description: Directories on other filesystems that were not entered.
   returned: always
@@ -155,6 +178,7 @@ def main():
         file_mode=dict(type='raw'),
         dir_mode=dict(type='raw'),
         keep_file_exec_bits=dict(type='bool', default=False),
+        skip_hardlinks=dict(type='bool', default=False),
         helper_image=dict(type='str'),
     )
     argument_spec.update(docker_argument_spec())

@@ -8,10 +8,13 @@ import pytest
 
 from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
 from ansible_collections.holdfast.volumes.plugins.module_utils._permissions import (
+    MAX_WALK_WORKERS,
     ModeSpec,
     converge_tree,
     engine_script,
     parse_id,
+    run_permissions,
+    walk_workers,
     wanted_state,
 )
 
@@ -19,7 +22,7 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._permissions impo
 @pytest.mark.parametrize('spec, current, is_dir, expected', [
     ('0750', 0o644, False, 0o750),
     ('750', 0o644, True, 0o750),
-    (0o640, 0o777, False, 0o640),
+    ('0o640', 0o777, False, 0o640),
     ('u=rwX,g=rX,o=', 0o644, False, 0o640),
     ('u=rwX,g=rX,o=', 0o744, False, 0o750),
     ('u=rwX,g=rX,o=', 0o600, True, 0o750),
@@ -33,10 +36,27 @@ def test_mode_spec(spec, current, is_dir, expected):
     assert ModeSpec(spec).apply(current, is_dir) == expected
 
 
-@pytest.mark.parametrize('bad', ['0999', 'rwx', 'u=q', 'u+rwxz', 0o17777, True, '9'])
+@pytest.mark.parametrize('bad', ['0999', 'rwx', 'u=q', 'u+rwxz', 0o17777, True, '9', 0o640, 700])
 def test_mode_spec_errors(bad):
     with pytest.raises(HoldfastError):
         ModeSpec(bad)
+
+
+@pytest.mark.parametrize('value, shown', [
+    (700, ['mode: "0700"']),                      # mode: 700 (was applied as 01274, d-w-rwxr-T)
+    (448, ['mode: "0700"']),                      # mode: 0700, read by YAML 1.1 as octal
+    (416, ['mode: "0640"', 'mode: "0416"']),      # 0640 or 416: both possible, both shown
+    (2775, ['mode: "2775"']),
+    (9999, ['mode: "']),
+])
+def test_integer_modes_are_refused_with_the_quoted_form(value, shown):
+    with pytest.raises(HoldfastError) as caught:
+        ModeSpec(value, 'mode')
+    assert 'got the integer %d' % value in caught.value.msg and 'nothing was changed' in caught.value.msg
+    for text in shown:
+        assert text in caught.value.msg, caught.value.msg
+    with pytest.raises(HoldfastError, match='file_mode: "0644"'):
+        wanted_state(dict(owner=1, recurse=True, file_mode=644))
 
 
 def test_parse_id():
@@ -99,3 +119,69 @@ def test_forked_walk_merges_counts_samples_and_mounts(tmp_path):
             assert os.lstat(os.path.join(dirpath, name)).st_uid == 2222
     assert stat.S_IMODE(os.stat(tmp_path / 'd3' / 'deeper').st_mode) == 0o750
     assert converge_tree(str(tmp_path), state)['changed_entries'] == 0
+
+
+def test_hard_links_are_counted_and_skipped_on_request(tmp_path):
+    """A hard link inside the tree is also a file outside it: counted, reported, and left alone on request."""
+    outside = tmp_path / 'outside'
+    outside.mkdir()
+    (outside / 'shadow').write_text('root only')
+    os.chmod(outside / 'shadow', 0o600)
+    tree = tmp_path / 'tree'
+    tree.mkdir()
+    (tree / 'plain').write_text('x')
+    os.link(outside / 'shadow', tree / 'linked')
+    base = dict(path=str(tree), owner=4321, recurse=True, file_mode='0644')
+    result, warnings = run_permissions(dict(base, skip_hardlinks=True))
+    assert result['hardlinks'] == 1 and result['changed_entries'] == 2 and warnings == []  # root and plain
+    assert (os.stat(outside / 'shadow').st_uid, stat.S_IMODE(os.stat(outside / 'shadow').st_mode)) == (0, 0o600)
+    assert os.stat(tree / 'plain').st_uid == 4321
+    predicted, warnings = run_permissions(dict(base), check_mode=True)
+    assert predicted['hardlinks'] == 1 and predicted['changed_entries'] == 1
+    assert len(warnings) == 1 and '1 files below' in warnings[0] and 'skip_hardlinks' in warnings[0]
+    result, warnings = run_permissions(dict(base))
+    assert result['hardlinks'] == 1 and result['changed_entries'] == 1 and len(warnings) == 1
+    assert os.stat(outside / 'shadow').st_uid == 4321  # changed, as asked, and said so
+
+
+def test_diff_says_nothing_changed_below_when_only_the_root_changed(tmp_path):
+    (tmp_path / 'd').mkdir()
+    (tmp_path / 'd' / 'f').write_text('x')
+    os.chown(tmp_path, 4321, 0)
+    for path in (tmp_path / 'd', tmp_path / 'd' / 'f'):
+        os.chown(path, 4321, 0)
+    result, _warnings = run_permissions(dict(path=str(tmp_path), owner=4321, mode='0701', recurse=True))
+    assert result['changed'] and result['changed_entries'] == 1
+    assert 'entries changed below: 0\n' in result['diff']['after'] and 'mode: 0701' in result['diff']['after']
+    os.chown(tmp_path / 'd' / 'f', 0, 0)
+    result, _warnings = run_permissions(dict(path=str(tmp_path), owner=4321, mode='0700', recurse=True))
+    assert 'entries changed below: 1\n' in result['diff']['after']
+
+
+def test_walk_workers_follow_the_cores_this_process_may_use(monkeypatch):
+    assert walk_workers() == max(1, min(MAX_WALK_WORKERS, len(os.sched_getaffinity(0))))
+    monkeypatch.setattr(os, 'sched_getaffinity', lambda pid: {0})
+    assert walk_workers() == 1
+    monkeypatch.setattr(os, 'sched_getaffinity', lambda pid: set(range(64)))
+    assert walk_workers() == MAX_WALK_WORKERS
+    monkeypatch.delattr(os, 'sched_getaffinity')
+    monkeypatch.setattr(os, 'cpu_count', lambda: 3)
+    assert walk_workers() == 3
+
+
+def test_one_worker_walks_alone_without_forking(tmp_path, monkeypatch):
+    from ansible_collections.holdfast.volumes.plugins.module_utils import _permissions
+    for d in range(4):
+        (tmp_path / ('d%d' % d)).mkdir()
+        (tmp_path / ('d%d' % d) / 'f').write_text('x')
+    monkeypatch.setattr(os, 'sched_getaffinity', lambda pid: {0})
+    monkeypatch.setattr(_permissions, '_fork_walk', lambda *a: pytest.fail('forked with one core'))
+    assert converge_tree(str(tmp_path), wanted_state(dict(owner=4321, recurse=True)))['changed_entries'] == 9
+
+
+def test_root_symlink_is_refused_not_followed(tmp_path):
+    (tmp_path / 'real').mkdir()
+    os.symlink(tmp_path / 'real', tmp_path / 'link')
+    with pytest.raises(HoldfastError, match='not a directory'):
+        converge_tree(str(tmp_path / 'link'), wanted_state(dict(owner=4321)))
+    assert os.stat(tmp_path / 'real').st_uid == 0
