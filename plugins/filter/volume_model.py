@@ -20,8 +20,11 @@ description:
     V(permissions) return the entries that have those settings.
   - V(backup_jobs) returns, for each entry with C(backup), the parameters of M(holdfast.volumes.volume_backup)
     (key C(backup)) and of M(holdfast.volumes.backup_rotation) (key C(rotation), V(null) without C(retention)).
-    The retention policy is checked here, so a typo in it fails before the first backup. The backup role runs
-    these jobs, and writes them for its scheduled runner.
+    The backup role runs these jobs, and writes them for its scheduled runner.
+  - Whatever the facet, the whole list is first checked against the one definition of the model (the same one
+    every role's argument spec is generated from). Unknown keys (a typo such as C(retension)), wrong types,
+    invalid names, integer modes and invalid retention policies fail with every problem listed, before any role
+    changes anything. V(check) returns V(true) once the model is valid; each role's first task uses it.
 options:
   _input:
     description: The holdfast_volumes list.
@@ -31,7 +34,7 @@ options:
   facet:
     description: Which part to return.
     type: str
-    choices: [all, volumes, encrypted, backups, backup_jobs, seeds, permissions]
+    choices: [all, check, volumes, encrypted, backups, backup_jobs, seeds, permissions]
     default: all
 '''
 
@@ -43,14 +46,16 @@ EXAMPLES = r'''
 
 RETURN = r'''
 _value:
-  description: The entries (with defaults applied), or the module-ready definitions for V(volumes).
-  type: list
-  elements: dict
+  description:
+    - The entries (with defaults applied), or the module-ready definitions for V(volumes).
+    - V(true) for V(check).
+  type: raw
 '''
 
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
+from ansible_collections.holdfast.volumes.plugins.module_utils._model_schema import validate_model
 from ansible_collections.holdfast.volumes.plugins.module_utils._retention import validate_policy
 
 DEFAULTS = dict(driver='local', driver_options={}, labels={}, state='present', recurse=True)
@@ -81,6 +86,12 @@ def backup_job(entry):
 def volume_model(entries, facet='all'):
     if not isinstance(entries, (list, tuple)):
         raise AnsibleFilterError("volume_model expects the holdfast_volumes list.")
+    try:
+        validate_model(entries)
+    except HoldfastError as exc:
+        raise AnsibleFilterError(exc.msg) from None
+    if facet == 'check':
+        return True
     full = []
     for index, entry in enumerate(entries):
         if not isinstance(entry, dict) or not entry.get('name'):

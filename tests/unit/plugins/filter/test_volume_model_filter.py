@@ -24,7 +24,17 @@ def test_backup_jobs_carry_module_parameters_and_the_whole_policy():
 
 
 def test_a_typo_in_the_policy_fails_before_any_backup():
-    with pytest.raises(AnsibleFilterError, match='db: backup.retention: Unknown retention rule'):
+    with pytest.raises(AnsibleFilterError, match=r'\(db\): backup.retention: Unknown retention rule'):
         volume_model([{'name': 'db', 'backup': {'dest': '/b', 'retention': {'keep_dayly': 7}}}], 'backup_jobs')
-    with pytest.raises(AnsibleFilterError, match='needs at least a dest'):
+    with pytest.raises(AnsibleFilterError, match='missing required arguments: dest'):
         volume_model([{'name': 'db', 'backup': {'quiesce': 'stop'}}], 'backup_jobs')
+
+
+@pytest.mark.parametrize('facet', ['all', 'check', 'volumes', 'encrypted', 'backups', 'backup_jobs', 'seeds',
+                                   'permissions'])
+def test_every_facet_checks_the_whole_model_first(facet):
+    """backup: {retension: ...} was backed up and silently never rotated (unbounded growth)."""
+    with pytest.raises(AnsibleFilterError, match='retension'):
+        volume_model([{'name': 'other'}, {'name': 'db', 'backup': {'dest': '/b', 'retension': {'keep_last': 1}}}],
+                     facet)
+    assert volume_model([{'name': 'db'}], 'check') is True

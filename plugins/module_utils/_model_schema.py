@@ -1,0 +1,166 @@
+# -*- coding: utf-8 -*-
+# Copyright: holdfast.volumes contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The one definition of the holdfast_volumes model: every key of an entry, its type, choices and meaning.
+
+Used by the volume_model filter (which every role's first look at the model goes through, so a typo fails
+before anything changes, whichever role runs first) and, generated from it, by the `holdfast_volumes` option of
+every role's meta/argument_specs.yml (scripts/model-spec.py writes them; a unit test keeps them equal).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import copy
+
+from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
+from ansible_collections.holdfast.volumes.plugins.module_utils._retention import COUNT_RULES, POLICY_KEYS
+
+_HOOK = dict(
+    container=dict(type='str', required=True, description='Container name or id.'),
+    command=dict(type='raw', required=True, description='The command, as a list (exec form) or a string.'),
+    user=dict(type='str', description='User to run the command as.'),
+)
+
+_RETENTION = dict((key, dict(type='int' if key[len('keep_'):] in COUNT_RULES else 'str',
+                             description='As the option of the same name of holdfast.volumes.backup_rotation.'))
+                  for key in POLICY_KEYS)
+_RETENTION['timezone'] = dict(type='str', description='IANA time zone of the period rules (default UTC).')
+
+MODEL = dict(
+    name=dict(type='str', required=True, description='Volume name.'),
+    driver=dict(type='str', default='local', description='Volume driver.'),
+    driver_options=dict(type='dict', default={}, description='Driver options (strings).'),
+    labels=dict(type='dict', default={}, description='Labels (strings).'),
+    state=dict(type='str', choices=['present', 'absent'], default='present', description='present or absent.'),
+    owner=dict(type='raw', description='Owner of the content (numeric uid or name).'),
+    group=dict(type='raw', description='Group of the content (numeric gid or name).'),
+    mode=dict(type='raw', description='Mode of the volume\'s root, a quoted string ("0700" or symbolic); '
+                                      'integers are refused.'),
+    recurse=dict(type='bool', default=True, description='Apply owner/group below the root too.'),
+    seed=dict(type='dict', description='Initial content, copied once into an empty volume.', options=dict(
+        src=dict(type='path', required=True, description='Directory or tar archive on the managed host.'),
+        owner=dict(type='raw', description='Owner of the copied content.'),
+        group=dict(type='raw', description='Group of the copied content.'),
+    )),
+    encryption=dict(type='dict', description='Settings of the LUKS-backed path the volume lives on (see the '
+                                             'encryption role).', options=dict(
+        path=dict(type='path', required=True, description='Mount point.'),
+        backing_file=dict(type='path', description='Backing file (created).'),
+        device=dict(type='path', description='Block device instead of a file.'),
+        size=dict(type='str', description='Size of the backing file (e.g. 10G).'),
+        keyfile=dict(type='path', description='Key file on the host.'),
+        persistent=dict(type='bool', default=True, description='crypttab/fstab entries.'),
+        fstype=dict(type='str', choices=['ext4', 'xfs'], default='ext4', description='Filesystem.'),
+        pbkdf_memory=dict(type='int', description='argon2 memory cost in KiB.'),
+        pbkdf_iter_time=dict(type='int', description='Milliseconds of key derivation per unlock.'),
+    )),
+    backup=dict(type='dict', description='Backup policy of the volume (see the backup role).', options=dict(
+        dest=dict(type='path', required=True, description='Backup destination directory on the host.'),
+        compression=dict(type='str', choices=['zstd', 'gzip', 'none'], default='zstd',
+                         description='zstd, gzip or none.'),
+        quiesce=dict(type='str', choices=['none', 'pause', 'stop'], default='none',
+                     description='none, pause or stop the containers using the volume during the copy.'),
+        encrypt_to=dict(type='list', elements='str', description='age recipients.'),
+        compression_level=dict(type='int', description='Compression level (zstd 1-19, gzip 1-9).'),
+        stop_timeout=dict(type='int', description='Seconds a container gets to stop (quiesce stop).'),
+        verify=dict(type='bool', description='Read the archive back from storage and check it while writing.'),
+        pre_hooks=dict(type='list', elements='dict', options=_HOOK,
+                       description='Commands run in containers before the copy.'),
+        post_hooks=dict(type='list', elements='dict', options=_HOOK,
+                        description='Commands run in containers after the copy, also after a failure.'),
+        retention=dict(type='dict', options=_RETENTION,
+                       description='Retention policy (keep_last, keep_daily, ..., keep_within, timezone).'),
+    )),
+)
+
+SPEC_KEYS = ('description', 'type', 'elements', 'required', 'choices', 'default', 'options')
+
+
+def _ordered(spec, with_description):
+    out = {}
+    for name, option in spec.items():
+        entry = {}
+        for key in SPEC_KEYS:
+            if key not in option or (key == 'description' and not with_description):
+                continue
+            entry[key] = _ordered(option[key], with_description) if key == 'options' else copy.deepcopy(option[key])
+        out[name] = entry
+    return out
+
+
+def argument_spec():
+    """The model as an Ansible argument spec (for ArgumentSpecValidator): one entry's options."""
+    return _ordered(MODEL, with_description=False)
+
+
+def role_option(description):
+    """The `holdfast_volumes` option of a role's meta/argument_specs.yml, generated from MODEL."""
+    return dict(description=description, type='list', elements='dict', default=[],
+                options=_ordered(MODEL, with_description=True))
+
+
+def _string_map(where, value, problems):
+    if not isinstance(value, dict):
+        return
+    for key, val in value.items():
+        if not isinstance(val, str):
+            problems.append('%s: value of %r must be a string, got %s %r; quote it in YAML (e.g. %s: "%s").'
+                            % (where, key, type(val).__name__, val, key, val))
+
+
+def validate_model(entries):
+    """Check the whole holdfast_volumes list against MODEL and the rules beyond types. Raises HoldfastError
+    listing every problem (nothing may change before the model is right)."""
+    from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+    from ansible.module_utils.errors import UnsupportedError
+
+    from ansible_collections.holdfast.volumes.plugins.module_utils._permissions import ModeSpec
+    from ansible_collections.holdfast.volumes.plugins.module_utils._retention import validate_policy
+    from ansible_collections.holdfast.volumes.plugins.module_utils._volume_model import VOLUME_NAME_RE
+
+    if entries is None:
+        entries = []
+    if not isinstance(entries, (list, tuple)):
+        raise HoldfastError("holdfast_volumes must be a list of volume entries, got %s." % type(entries).__name__)
+    validator = ArgumentSpecValidator(argument_spec())
+    problems, seen = [], {}
+    for index, entry in enumerate(entries):
+        where = 'holdfast_volumes[%d]' % index
+        if not isinstance(entry, dict):
+            problems.append('%s must be a mapping with at least a name.' % where)
+            continue
+        if isinstance(entry.get('name'), str) and entry['name']:
+            where = '%s (%s)' % (where, entry['name'])
+            if not VOLUME_NAME_RE.match(entry['name']):
+                problems.append("%s: invalid volume name; Docker allows [a-zA-Z0-9][a-zA-Z0-9_.-]+." % where)
+            if entry['name'] in seen:
+                problems.append("%s: duplicate of holdfast_volumes[%d]." % (where, seen[entry['name']]))
+            seen.setdefault(entry['name'], index)
+        for error in validator.validate(dict(entry)).errors:
+            if isinstance(error, UnsupportedError):
+                problems.append('%s: unknown key(s) %s (a typo?); see the variable reference.'
+                                % (where, error.msg.split('. Supported parameters')[0]))
+            else:
+                problems.append('%s: %s' % (where, error.msg))
+        for field in ('driver_options', 'labels'):
+            _string_map('%s %s' % (where, field), entry.get(field), problems)
+        if entry.get('mode') not in (None, ''):
+            try:
+                ModeSpec(entry['mode'], 'mode')
+            except HoldfastError as exc:
+                problems.append('%s: %s' % (where, exc.msg))
+        backup = entry.get('backup')
+        if isinstance(backup, dict) and backup.get('retention') not in (None, {}):
+            try:
+                validate_policy(backup['retention'])
+            except HoldfastError as exc:
+                problems.append('%s: backup.retention: %s' % (where, exc.msg))
+        encryption = entry.get('encryption')
+        if isinstance(encryption, dict) and bool(encryption.get('backing_file')) == bool(encryption.get('device')):
+            problems.append('%s: encryption needs exactly one of backing_file and device.' % where)
+    if problems:
+        raise HoldfastError("Invalid holdfast_volumes, nothing was changed: " + " ".join(problems),
+                            problems=problems)
+    return list(entries)
