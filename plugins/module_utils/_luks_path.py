@@ -89,6 +89,9 @@ def _validate(params):
         raise HoldfastError("name %r is not a valid mapping name (letters, digits, _ . + -)." % name)
     if params.get('keyfile') and params.get('passphrase'):
         raise HoldfastError("Give keyfile or passphrase, not both.")
+    if params.get('mode') not in (None, ''):  # before any step: an integer mode is refused, a typo is named
+        from ansible_collections.holdfast.volumes.plugins.module_utils._permissions import ModeSpec
+        ModeSpec(params['mode'], 'mode')
     state = params.get('state') or 'mounted'
     if state != 'absent' and not (params.get('keyfile') or params.get('passphrase')) and state == 'mounted':
         raise HoldfastError("A key is needed: keyfile (a file on the host, mode 0600) or passphrase.")

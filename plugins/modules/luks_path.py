@@ -103,7 +103,7 @@ options:
     description: Group of the mount point (numeric gid or name).
     type: raw
   mode:
-    description: Mode of the mount point (octal string or symbolic).
+    description: Mode of the mount point, a quoted string (octal such as V("0700"), or symbolic). Integers are refused.
     type: raw
   docker_volume:
     description:

@@ -74,3 +74,16 @@ def test_managed_lines():
     assert replace_managed_line(added, 'db', None) == original
     with pytest.raises(HoldfastError, match='did not write'):
         replace_managed_line(original, 'swap', crypttab_line('swap', '/dev/x', None, ['luks']))
+
+
+def test_integer_mode_is_refused_before_any_step(tmp_path):
+    """mode: 700 (an integer) was applied as 01274; luks_path refuses it before creating anything."""
+    from ansible_collections.holdfast.volumes.plugins.module_utils._luks_path import run_luks_path
+    key = tmp_path / 'key'
+    key.write_bytes(b'k' * 64)
+    key.chmod(0o600)
+    params = dict(path=str(tmp_path / 'mnt'), backing_file=str(tmp_path / 'luks.img'), size='32M', keyfile=str(key),
+                  state='mounted', mode=700)
+    with pytest.raises(HoldfastError, match='mode: "0700"'):
+        run_luks_path(params)
+    assert not (tmp_path / 'luks.img').exists() and not (tmp_path / 'mnt').exists()
