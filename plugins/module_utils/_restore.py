@@ -54,6 +54,7 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._errors import Ho
 from ansible_collections.holdfast.volumes.plugins.module_utils._process import command_env
 from ansible_collections.holdfast.volumes.plugins.module_utils._quiesce import Quiesce, containers_using
 from ansible_collections.holdfast.volumes.plugins.module_utils._volume_access import VolumeAccess, dir_is_empty
+from ansible_collections.holdfast.volumes.plugins.module_utils._volume_model import restore_labels
 
 DEFAULT_STATE_DIR = '/var/lib/holdfast-volumes/restored'
 TAR_EXTRACT = ['tar', '--extract', '--file=-', '--numeric-owner', '--same-owner', '--same-permissions',
@@ -247,7 +248,7 @@ def run_restore(params, check_mode=False):
     client = connect(params) if params.get('volume') or params.get('quiesce') != 'none' else None
     state_dir = params.get('state_dir') or DEFAULT_STATE_DIR
     result = dict(changed=False, archive=archive, manifest_used=bool(manifest), created_volume=False,
-                  containers=[], previous=None)
+                  containers=[], previous=None, labels=None)
     target_vol = None
     spec = None
     if params.get('volume'):
@@ -256,7 +257,8 @@ def run_restore(params, check_mode=False):
         if target_vol is None:
             spec = dict(Name=params['volume'], Driver=(manifest or {}).get('driver') or 'local',
                         Options=(manifest or {}).get('driver_options') or {},
-                        Labels=(manifest or {}).get('labels') or {})
+                        Labels=restore_labels(params['volume'], manifest, params.get('labels')))
+            result['labels'] = spec['Labels']
             route = 'engine' if (spec['Options'].get('type') and spec['Options'].get('type') != 'none') \
                 or spec['Driver'] != 'local' else 'host'
             target_dir = None

@@ -217,3 +217,31 @@ def diff_entry(name, before, after):
     return dict(before_header="volume %s" % name if before is not None else "volume %s (absent)" % name,
                 after_header="volume %s" % name if after is not None else "volume %s (absent)" % name,
                 before=render(before), after=render(after))
+
+
+RESTORED_FROM_LABEL = 'io.holdfast.volumes.restored-from'
+
+
+def restore_labels(target, manifest, labels=None):
+    """Pure: the labels of a volume that a restore creates.
+
+    labels (the task's option, also {}): exactly those. By default, the backup's own labels when the target is the
+    volume the backup was made of (a disaster-recovery restore: the volume comes back as the model lists it, so a
+    converge with `exclusive` finds it listed). A restore into another name (a drill, a copy beside the original)
+    gets only RESTORED_FROM_LABEL naming the source: a copy carrying the original's labels would match the model's
+    `exclusive` selector without being listed, and the next converge would refuse the whole host (or, with
+    allow_data_loss, remove the copy).
+    """
+    if labels is not None:
+        problems = []
+        out = _check_string_map('labels', labels, problems)
+        if problems:
+            raise HoldfastError("Invalid labels, nothing was changed: " + " ".join(problems))
+        return out
+    manifest = manifest or {}
+    source = manifest.get('volume')
+    if not source:
+        return {}  # a foreign archive: no labels to copy
+    if source == target:
+        return dict(manifest.get('labels') or {})
+    return {RESTORED_FROM_LABEL: str(source)}

@@ -14,7 +14,8 @@ version_added: 0.1.0
 description:
   - Restores an archive made by M(holdfast.volumes.volume_backup), or a foreign tar archive (plain, gzip or zstd,
     for example from C(docker run --rm -v vol:/data -v $(pwd):/backup alpine tar cvf /backup/backup.tar -C /data .)),
-    into a Docker volume (created if missing, with the driver, options and labels of the backup) or a host directory.
+    into a Docker volume (created if missing, with the driver and options of the backup, labels see O(labels)) or a
+    host directory.
   - Verifies before touching anything. The sha256 is checked against the manifest, the archive is decrypted and
     decompressed, and its whole tar index is read. A corrupted or truncated archive fails and the target is untouched.
   - Traversal-safe. Refuses, and writes nothing at all for, archives with absolute member names, C(..) components,
@@ -48,8 +49,20 @@ options:
     type: str
   volume:
     description:
-      - The Docker volume to restore into. Created when missing (with the backup's driver, options and labels).
+      - The Docker volume to restore into. Created when missing (with the backup's driver and options, and the
+        labels O(labels) describes).
     type: str
+  labels:
+    description:
+      - Labels of the volume when the restore creates it (Docker cannot change the labels of an existing volume, so
+        they are not applied to one).
+      - When not set, a restore into the volume the backup was made of (disaster recovery) gets the backup's
+        labels, so the volume comes back as the model lists it and converges cleanly, also with
+        C(exclusive). A restore into another name (a drill, a copy beside the original) gets only the label
+        C(io.holdfast.volumes.restored-from) naming the source, so that the copy does not match the model's
+        C(exclusive) selector, which would otherwise want to remove it and refuse the next converge.
+      - V({}) creates the volume without labels.
+    type: dict
   path:
     description:
       - The host directory to restore into. Created when missing. It must not be a mount point itself.
@@ -120,11 +133,18 @@ EXAMPLES = r'''
     replace: true
     quiesce: stop
 
-- name: Restore an encrypted archive into a new volume
+- name: Restore an encrypted archive into a new volume (labelled io.holdfast.volumes.restored-from=shop_db)
   holdfast.volumes.volume_restore:
     archive: /srv/backups/shop_db/shop_db-20261126T173500Z.tar.zst.age
     identity: /root/.config/holdfast/backup-key.txt
     volume: shop_db_copy
+
+- name: A restore drill whose copy carries labels of its own
+  holdfast.volumes.volume_restore:
+    dest: /srv/backups
+    source: shop_db
+    volume: shop_db_drill
+    labels: {purpose: restore-drill}
 
 - name: Restore a foreign archive made with docker run ... tar cvf
   holdfast.volumes.volume_restore:
@@ -153,6 +173,10 @@ created_volume:
   description: Whether the target volume was created.
   returned: always
   type: bool
+labels:
+  description: The labels of the volume the restore created (or would create), else null.
+  returned: always
+  type: dict
 previous:
   description: Where the previous content was kept (O(keep_previous)), else null.
   returned: always
@@ -177,6 +201,7 @@ def main():
         dest=dict(type='path'),
         source=dict(type='str'),
         volume=dict(type='str'),
+        labels=dict(type='dict'),
         path=dict(type='path'),
         replace=dict(type='bool', default=False),
         keep_previous=dict(type='bool', default=False),

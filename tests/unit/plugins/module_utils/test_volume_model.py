@@ -176,3 +176,18 @@ class TestAccessAndConnection:
         usage = {'bb': [{'name': 'c'}]}
         assert [v['Name'] for v in filter_volumes(vols, dangling=True, usage_map=usage)] == ['aa', 'cc']
         assert [v['Name'] for v in filter_volumes(vols, dangling=False, usage_map=usage)] == ['bb']
+
+
+def test_restore_labels():
+    from ansible_collections.holdfast.volumes.plugins.module_utils._volume_model import (
+        RESTORED_FROM_LABEL,
+        restore_labels,
+    )
+    manifest = {'volume': 'shop_db', 'labels': {'managed-by': 'holdfast', 'app': 'shop'}}
+    assert restore_labels('shop_db', manifest) == {'managed-by': 'holdfast', 'app': 'shop'}  # disaster recovery
+    assert restore_labels('shop_db_drill', manifest) == {RESTORED_FROM_LABEL: 'shop_db'}    # a drill, a copy
+    assert restore_labels('x', None) == {} and restore_labels('x', {'labels': {'a': 'b'}}) == {}  # foreign archive
+    assert restore_labels('shop_db', manifest, {}) == {}
+    assert restore_labels('shop_db_drill', manifest, {'purpose': 'drill'}) == {'purpose': 'drill'}
+    with pytest.raises(HoldfastError, match='quote it'):
+        restore_labels('x', manifest, {'port': 80})
