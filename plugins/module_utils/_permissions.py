@@ -221,11 +221,34 @@ def _changed_under_us(path):
                          "touched. Run again." % path)
 
 
+def _raise_fd_limit():
+    """Raise this process's soft limit of open descriptors to the hard one; True when it grew."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft >= hard:
+        return False
+    new = hard if hard != resource.RLIM_INFINITY else max(soft * 4, 65536)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+    except (ValueError, OSError):
+        return False
+    return new > soft
+
+
+def _open_at(name, flags, dir_fd):
+    try:
+        return os.open(name, flags, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno != errno.EMFILE or not _raise_fd_limit():
+            raise
+    return os.open(name, flags, dir_fd=dir_fd)  # a deep tree holds one descriptor per level
+
+
 def _open_dir(name, dir_fd, expect, path):
     """Open a directory relative to its parent's descriptor, never through a symlink, and check that it is still
     the directory that was listed (expect: (st_dev, st_ino))."""
     try:
-        fd = os.open(name, DIR_FLAGS, dir_fd=dir_fd)
+        fd = _open_at(name, DIR_FLAGS, dir_fd)
     except OSError as exc:
         if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.ENOENT):
             raise _changed_under_us(path) from exc
@@ -237,21 +260,28 @@ def _open_dir(name, dir_fd, expect, path):
     return fd
 
 
-def _safe_chmod(name, dir_fd, mode, expect_ino, is_dir, path=None):
-    """chmod that cannot be redirected through a symlink swapped in since the scan: open without following,
-    check it is still the same inode, then fchmod."""
+def _change_through_fd(name, dir_fd, st, owner, mode, path, skip_hardlinks):
+    """Change a regular file or directory through a descriptor opened relative to its (checked) directory without
+    following links, after checking that it is still the inode that was listed (and, with skip_hardlinks, still has
+    one link): a symlink or hard link swapped in since the scan is never acted on. owner: (uid, gid) or None;
+    mode: the new mode or None (also set after a chown, which clears setuid/setgid bits)."""
     flags = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, 'O_CLOEXEC', 0)
-    flags |= os.O_DIRECTORY if is_dir else (os.O_NONBLOCK | getattr(os, 'O_NOCTTY', 0))
+    flags |= os.O_DIRECTORY if stat.S_ISDIR(st.st_mode) else (os.O_NONBLOCK | getattr(os, 'O_NOCTTY', 0))
     try:
-        fd = os.open(name, flags, dir_fd=dir_fd)
+        fd = _open_at(name, flags, dir_fd)
     except OSError as exc:
         if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.ENOENT):
-            raise _changed_under_us(path or name) from exc
-        raise
+            raise _changed_under_us(path) from exc
+        raise HoldfastError("Cannot open %s: %s" % (path, exc.strerror)) from exc
     try:
-        if os.fstat(fd).st_ino != expect_ino:
-            raise _changed_under_us(path or name)
-        os.fchmod(fd, mode)
+        now = os.fstat(fd)
+        if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino) or (skip_hardlinks and now.st_nlink > 1
+                                                                  and not stat.S_ISDIR(now.st_mode)):
+            raise _changed_under_us(path)
+        if owner is not None:
+            os.fchown(fd, owner[0], owner[1])
+        if mode is not None:
+            os.fchmod(fd, mode)
     finally:
         os.close(fd)
 
@@ -277,6 +307,10 @@ def converge_tree(root, state, check_mode=False):
         raise HoldfastError("Cannot read %s: %s" % (root, exc.strerror)) from exc
     try:
         _converge(root, root_fd, state, check_mode, result)
+    except OSError as exc:  # EPERM (immutable), EROFS, EIO, ...: a message, not a traceback
+        raise HoldfastError("Setting permissions failed: %s%s (entries already changed stay changed; run again "
+                            "after fixing the cause)." % ('%s: ' % exc.filename if exc.filename else '',
+                                                           exc.strerror or exc)) from exc
     finally:
         os.close(root_fd)
     return result
@@ -364,17 +398,18 @@ def _converge(root, root_fd, state, check_mode, result):
                     path = os.path.join(dpath, entry.name)
                     if owner_change:
                         local[1] += 1
-                        if not check_mode:
-                            try:  # fchownat(AT_SYMLINK_NOFOLLOW) relative to the checked directory
-                                os.chown(entry.name, uid, gid, dir_fd=dfd, follow_symlinks=False)
-                            except FileNotFoundError as exc:
-                                raise _changed_under_us(path) from exc
-                    if new_mode is not None:
-                        if new_mode != S_IMODE(st_mode):
-                            local[2] += 1
-                        if not check_mode:
-                            # also after a chown, which clears setuid/setgid bits
-                            _safe_chmod(entry.name, dfd, new_mode, st.st_ino, is_dir, path)
+                    if new_mode is not None and new_mode != S_IMODE(st_mode):
+                        local[2] += 1
+                    if check_mode:
+                        pass
+                    elif is_dir or S_ISREG(st_mode):
+                        _change_through_fd(entry.name, dfd, st, (uid, gid) if owner_change else None, new_mode,
+                                           path, skip_hardlinks)
+                    else:  # symlinks, fifos, sockets, devices: never opened; fchownat(AT_SYMLINK_NOFOLLOW)
+                        try:
+                            os.chown(entry.name, uid, gid, dir_fd=dfd, follow_symlinks=False)
+                        except FileNotFoundError as exc:
+                            raise _changed_under_us(path) from exc
                     local[3] += 1
                     if st.st_nlink > 1 and not is_dir:
                         local[5] += 1

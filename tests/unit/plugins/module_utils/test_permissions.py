@@ -185,3 +185,25 @@ def test_root_symlink_is_refused_not_followed(tmp_path):
     with pytest.raises(HoldfastError, match='not a directory'):
         converge_tree(str(tmp_path / 'link'), wanted_state(dict(owner=4321)))
     assert os.stat(tmp_path / 'real').st_uid == 0
+
+
+def test_a_tree_deeper_than_the_descriptor_limit(tmp_path):
+    """The walk holds one descriptor per level: a deep tree raises the soft limit instead of failing."""
+    import subprocess
+    import sys
+    deep = tmp_path
+    for _level in range(150):
+        deep = deep / 'd'
+    deep.mkdir(parents=True)
+    (deep / 'f').write_text('x')
+    script = (
+        "import resource, sys\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))\n"
+        "from ansible_collections.holdfast.volumes.plugins.module_utils._permissions import converge_tree, "
+        "wanted_state\n"
+        "r = converge_tree(sys.argv[1], wanted_state(dict(owner=4321, recurse=True)))\n"
+        "print(r['changed_entries'])\n")
+    proc = subprocess.run([sys.executable, '-c', script, str(tmp_path)], capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)), check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == '152' and os.stat(deep / 'f').st_uid == 4321
