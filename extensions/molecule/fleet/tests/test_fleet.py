@@ -46,7 +46,8 @@ def test_replacement_host_took_over_vm2s_files(host):
         assert found.rc != 0
         return
     vol = json.loads(found.stdout)[0]
-    assert vol['Labels'] == {'managed-by': 'holdfast-fleet'}  # the labels recorded in vm2's manifest
+    # restored under another name: labelled with its source, not with vm2's labels (which would match exclusive)
+    assert vol['Labels'] == {'io.holdfast.volumes.restored-from': 'fleet_files'}
     assert host.file(vol['Mountpoint'] + '/conf/app.ini').uid == 1000
     assert host.file(vol['Mountpoint'] + '/uploads/photo.jpg').size == 200000
 
