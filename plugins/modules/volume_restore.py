@@ -14,8 +14,8 @@ version_added: 0.1.0
 description:
   - Restores an archive made by M(holdfast.volumes.volume_backup), or a foreign tar archive (plain, gzip or zstd,
     for example from C(docker run --rm -v vol:/data -v $(pwd):/backup alpine tar cvf /backup/backup.tar -C /data .)),
-    into a Docker volume (created if missing, with the driver and options of the backup, labels see O(labels)) or a
-    host directory.
+    into a Docker volume (created if missing, with the backup's driver and options; for its labels see O(labels)) or
+    a host directory.
   - Verifies before touching anything. The sha256 is checked against the manifest, the archive is decrypted and
     decompressed, and its whole tar index is read. A corrupted or truncated archive fails and the target is untouched.
   - Traversal-safe. Refuses, and writes nothing at all for, archives with absolute member names, C(..) components,
