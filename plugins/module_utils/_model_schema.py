@@ -28,6 +28,18 @@ _RETENTION = dict((key, dict(type='int' if key[len('keep_'):] in COUNT_RULES els
                   for key in POLICY_KEYS)
 _RETENTION['timezone'] = dict(type='str', description='IANA time zone of the period rules (default UTC).')
 
+_ENCRYPTION = dict(
+    path=dict(type='path', required=True, description='Mount point.'),
+    backing_file=dict(type='path', description='Backing file (created).'),
+    device=dict(type='path', description='Block device instead of a file.'),
+    size=dict(type='str', description='Size of the backing file (e.g. 10G).'),
+    keyfile=dict(type='path', description='Key file on the host.'),
+    persistent=dict(type='bool', default=True, description='crypttab/fstab entries.'),
+    fstype=dict(type='str', choices=['ext4', 'xfs'], default='ext4', description='Filesystem.'),
+    pbkdf_memory=dict(type='int', description='argon2 memory cost in KiB.'),
+    pbkdf_iter_time=dict(type='int', description='Milliseconds of key derivation per unlock.'),
+)
+
 MODEL = dict(
     name=dict(type='str', required=True, description='Volume name.'),
     driver=dict(type='str', default='local', description='Volume driver.'),
@@ -44,18 +56,8 @@ MODEL = dict(
         owner=dict(type='raw', description='Owner of the copied content.'),
         group=dict(type='raw', description='Group of the copied content.'),
     )),
-    encryption=dict(type='dict', description='Settings of the LUKS-backed path the volume lives on (see the '
-                                             'encryption role).', options=dict(
-        path=dict(type='path', required=True, description='Mount point.'),
-        backing_file=dict(type='path', description='Backing file (created).'),
-        device=dict(type='path', description='Block device instead of a file.'),
-        size=dict(type='str', description='Size of the backing file (e.g. 10G).'),
-        keyfile=dict(type='path', description='Key file on the host.'),
-        persistent=dict(type='bool', default=True, description='crypttab/fstab entries.'),
-        fstype=dict(type='str', choices=['ext4', 'xfs'], default='ext4', description='Filesystem.'),
-        pbkdf_memory=dict(type='int', description='argon2 memory cost in KiB.'),
-        pbkdf_iter_time=dict(type='int', description='Milliseconds of key derivation per unlock.'),
-    )),
+    encryption=dict(type='dict', options=_ENCRYPTION,
+                    description='Settings of the LUKS-backed path the volume lives on (see the encryption role).'),
     backup=dict(type='dict', description='Backup policy of the volume (see the backup role).', options=dict(
         dest=dict(type='path', required=True, description='Backup destination directory on the host.'),
         compression=dict(type='str', choices=['zstd', 'gzip', 'none'], default='zstd',

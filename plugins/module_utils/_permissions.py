@@ -308,9 +308,9 @@ def converge_tree(root, state, check_mode=False):
     try:
         _converge(root, root_fd, state, check_mode, result)
     except OSError as exc:  # EPERM (immutable), EROFS, EIO, ...: a message, not a traceback
+        where = '%s: ' % exc.filename if exc.filename else ''
         raise HoldfastError("Setting permissions failed: %s%s (entries already changed stay changed; run again "
-                            "after fixing the cause)." % ('%s: ' % exc.filename if exc.filename else '',
-                                                           exc.strerror or exc)) from exc
+                            "after fixing the cause)." % (where, exc.strerror or exc)) from exc
     finally:
         os.close(root_fd)
     return result

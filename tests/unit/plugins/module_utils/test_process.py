@@ -11,6 +11,7 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._process import c
 
 ROOT = Path(__file__).resolve().parents[4]
 SPAWNERS = {'run', 'Popen', 'call', 'check_call', 'check_output', 'getoutput', 'getstatusoutput'}
+OS_SPAWNERS = {'system', 'popen', 'spawnv', 'spawnvp', 'execv', 'execvp', 'execve', 'posix_spawn'}
 
 
 def test_command_env_is_the_c_locale_whatever_the_user_speaks(monkeypatch):
@@ -29,12 +30,11 @@ def _spawn_calls(tree):
         if not isinstance(node, ast.Call):
             continue
         func = node.func
-        if isinstance(func, ast.Attribute) and func.attr in SPAWNERS and isinstance(func.value, ast.Name) \
-                and func.value.id == 'subprocess':
+        if not isinstance(func, ast.Attribute) or not isinstance(func.value, ast.Name):
+            continue
+        if func.value.id == 'subprocess' and func.attr in SPAWNERS:
             yield node, 'subprocess.' + func.attr
-        elif isinstance(func, ast.Attribute) and func.attr in ('system', 'popen', 'spawnv', 'spawnvp', 'execv',
-                                                                 'execvp', 'execve', 'posix_spawn') \
-                and isinstance(func.value, ast.Name) and func.value.id == 'os':
+        elif func.value.id == 'os' and func.attr in OS_SPAWNERS:
             yield node, 'os.' + func.attr
 
 
