@@ -1,11 +1,10 @@
-#!/usr/bin/env python3
 # -*- coding: utf-8 -*-
 """Write the `holdfast_volumes` option of every role's meta/argument_specs.yml from the one definition of the
 model (plugins/module_utils/_model_schema.py), so that every role validates the same model before it changes
 anything. Run it after changing the model; tests/unit/plugins/module_utils/test_model_schema.py fails until then.
 
-    scripts/model-spec.py          # rewrite the files
-    scripts/model-spec.py --check  # exit 1 when a file differs
+    python3 scripts/model-spec.py          # rewrite the files
+    python3 scripts/model-spec.py --check  # exit 1 when a file differs
 """
 
 import os
