@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[4]
 def test_every_role_validates_the_same_model(role):
     spec = yaml.safe_load((ROOT / 'roles' / role / 'meta' / 'argument_specs.yml').read_text())
     option = spec['argument_specs']['main']['options']['holdfast_volumes']
-    assert option['options'] == role_option('')['options'], "run scripts/model-spec.py"
+    assert option['options'] == role_option('')['options'], "run python3 scripts/model-spec.py"
     assert option['type'] == 'list' and option['elements'] == 'dict'
     tasks = yaml.safe_load((ROOT / 'roles' / role / 'tasks' / 'main.yml').read_text())
     assert "volume_model('check')" in tasks[0]['ansible.builtin.assert']['that'] and tasks[0]['tags'] == ['always']
