@@ -90,7 +90,8 @@ def run_jobs(jobs, backup, rotate, backup_spec, rotation_spec, emit):
             line.update(ok=False, msg=exc.msg)
         except Exception as exc:  # a job must not stop the next one; the message says what broke
             failed += 1
-            line.update(ok=False, msg='%s: %s' % (type(exc).__name__, exc))
+            from ansible_collections.holdfast.volumes.plugins.module_utils._module_runner import describe
+            line.update(ok=False, msg=describe(exc))
         line['seconds'] = round(time.time() - started, 3)
         emit(line)
     return failed
