@@ -261,7 +261,13 @@ def run_luks_path(params, check_mode=False):
                     else:
                         os.ftruncate(fd, size)
                     os.fsync(fd)
-                finally:
+                except OSError as exc:
+                    os.close(fd)
+                    os.unlink(source)  # a short file would pass for a good one in the next run
+                    raise HoldfastError("Cannot make the backing file %s %d bytes long: %s. It was removed again; "
+                                        "free space on that filesystem or choose a smaller size or another place."
+                                        % (source, size, exc.strerror or exc)) from exc
+                else:
                     os.close(fd)
             runner.step('create backing file %s (%d bytes, %s)' % (source, size, 'preallocated' if params.get(
                 'preallocate') else 'sparse'), create)

@@ -11,6 +11,7 @@ import subprocess
 import docker.errors
 import pytest
 import requests.exceptions
+
 from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
 from ansible_collections.holdfast.volumes.plugins.module_utils._module_runner import describe, execute
 
