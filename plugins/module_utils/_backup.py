@@ -39,7 +39,7 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._archive import (
     write_json_atomic,
 )
 from ansible_collections.holdfast.volumes.plugins.module_utils._docker_common import connect, inspect_volume
-from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
+from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError, refuse_negative
 from ansible_collections.holdfast.volumes.plugins.module_utils._process import command_env
 from ansible_collections.holdfast.volumes.plugins.module_utils._quiesce import Quiesce, containers_using, run_hook
 from ansible_collections.holdfast.volumes.plugins.module_utils._volume_access import VolumeAccess, _IterReader
@@ -109,6 +109,7 @@ def validate(params):
         for hook in params.get(stage) or []:
             if not hook.get('container') or not hook.get('command'):
                 raise HoldfastError("each entry of %s needs a container and a command." % stage)
+    refuse_negative(params, 'stop_timeout', 'lock_timeout')
 
 
 class FolderLock(object):

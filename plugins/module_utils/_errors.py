@@ -19,3 +19,11 @@ class HoldfastError(Exception):
         super(HoldfastError, self).__init__(msg)
         self.msg = msg
         self.details = details
+
+
+def refuse_negative(params, *names):
+    """Timeouts and the like in seconds: 0 or more (a negative one would mean 'forever' to some tools, or nothing)."""
+    for name in names:
+        value = params.get(name)
+        if value is not None and not isinstance(value, bool) and value < 0:
+            raise HoldfastError("%s must be 0 or more seconds, got %s. Nothing was changed." % (name, value))

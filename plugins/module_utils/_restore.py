@@ -50,7 +50,7 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._docker_common im
     inspect_volume,
     normalise_volume,
 )
-from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
+from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError, refuse_negative
 from ansible_collections.holdfast.volumes.plugins.module_utils._process import command_env
 from ansible_collections.holdfast.volumes.plugins.module_utils._quiesce import Quiesce, containers_using
 from ansible_collections.holdfast.volumes.plugins.module_utils._volume_access import VolumeAccess, dir_is_empty
@@ -236,6 +236,17 @@ def _marker_path(state_dir, key):
     return os.path.join(state_dir, hashlib.sha256(key.encode('utf-8')).hexdigest()[:24] + '.json')
 
 
+def _timed(func):
+    """The restore's result gets duration_seconds, whichever way it ends successfully."""
+    def run(params, check_mode=False):
+        started = time.time()
+        result, warnings = func(params, check_mode=check_mode)
+        result['duration_seconds'] = round(time.time() - started, 3)
+        return result, warnings
+    return run
+
+
+@_timed
 def run_restore(params, check_mode=False):
     if bool(params.get('volume')) == bool(params.get('path')):
         raise HoldfastError("Give exactly one target: volume (a Docker volume) or path (a host directory).")
@@ -244,6 +255,7 @@ def run_restore(params, check_mode=False):
                             "backup of the volume there is used).")
     if params.get('path') and not os.path.isabs(params['path']):
         raise HoldfastError("path must be absolute.")
+    refuse_negative(params, 'stop_timeout', 'lock_timeout')
     archive, manifest = locate(params)
     client = connect(params) if params.get('volume') or params.get('quiesce') != 'none' else None
     state_dir = params.get('state_dir') or DEFAULT_STATE_DIR
@@ -289,16 +301,24 @@ def run_restore(params, check_mode=False):
             pass
 
     empty = True
+    warnings = []
     if target_exists:
         if route == 'host':
             empty = is_empty_dir(target_dir)
         else:
-            empty = VolumeAccess(client, params.get('docker_host')).is_empty(target_vol)
-    if not empty and not params.get('replace'):
+            empty = VolumeAccess(client, params.get('docker_host')).is_empty(target_vol, check_mode=check_mode)
+    if empty is None:  # check mode: reading the volume would need the helper image built first
+        result['target_empty'] = 'unknown'
+        warnings.append("Check mode cannot tell whether volume %s is empty: it is reached through the Docker Engine "
+                        "and reading it needs the helper image, which a real run builds (check mode builds nothing). "
+                        "A real run refuses it if it holds data." % params['volume'])
+    elif check_mode:
+        result['target_empty'] = empty
+    if empty is False and not params.get('replace'):
         raise HoldfastError("The target %s holds data; set replace: true to replace it with the archive's content "
                             "(keep_previous: true keeps the old content aside), or restore into a new volume."
                             % (params.get('volume') or target_dir))
-    if not empty and route == 'engine':
+    if empty is False and route == 'engine':
         raise HoldfastError("Replacing the content of volume %s, which is reached through the Engine (driver %s), "
                             "is not supported: it cannot be swapped atomically. Restore into a new volume instead."
                             % (params['volume'], target_vol['Driver']))
@@ -313,7 +333,7 @@ def run_restore(params, check_mode=False):
         result.update(sha256=checked['sha256'], entries=checked['entries'], encrypted=checked['encrypted'],
                       changed=True, would_create_volume=target_vol is None and bool(params.get('volume')),
                       would_stop=[u['name'] for u in running])
-        return result, []
+        return result, warnings
     # Hold the backup folder's lock (when it has one), so that a rotation cannot remove the archive mid-restore.
     folder = os.path.dirname(os.path.abspath(archive))
     lock = FolderLock(folder, params.get('lock_timeout', 600)) \

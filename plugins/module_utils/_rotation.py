@@ -27,7 +27,7 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._archive import (
     sha256_file,
 )
 from ansible_collections.holdfast.volumes.plugins.module_utils._backup import FolderLock
-from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
+from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError, refuse_negative
 from ansible_collections.holdfast.volumes.plugins.module_utils._retention import (
     POLICY_KEYS,
     apply_policy,
@@ -138,6 +138,7 @@ def run_rotation(params, check_mode=False):
     if params.get('timezone'):
         policy['timezone'] = params['timezone']
     rules = validate_policy(policy)
+    refuse_negative(params, 'lock_timeout')
     dest = params['dest']
     now = parse_time(params['now'], 'now') if params.get('now') else None
     folders = backup_folders(dest, [params['volume']] if params.get('volume') else None)

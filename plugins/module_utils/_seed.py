@@ -29,6 +29,10 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._restore import (
 )
 from ansible_collections.holdfast.volumes.plugins.module_utils._volume_access import VolumeAccess
 
+UNKNOWN_EMPTY = ("Check mode cannot tell whether volume %s is empty: it is reached through the Docker Engine and "
+                 "reading it needs the helper image holdfast/volume-helper:empty, which a real run builds (check mode "
+                 "builds nothing). seeded is 'unknown'; the seed itself was checked.")
+
 
 def run_seed(params, check_mode=False):
     src = params['src']
@@ -48,8 +52,12 @@ def run_seed(params, check_mode=False):
                             % params['volume'])
     access = VolumeAccess(client, params.get('docker_host'))
     route, target = access.route(vol)
-    empty = is_empty_dir(target) if route == 'host' else access.is_empty(vol)
+    empty = is_empty_dir(target) if route == 'host' else access.is_empty(vol, check_mode=check_mode)
     result = dict(changed=False, volume=params['volume'], src=src, route=route, seeded=False)
+    warnings = []
+    if empty is None:  # check mode, and reading the volume would need the helper image built first
+        empty = True
+        warnings.append(UNKNOWN_EMPTY % params['volume'])
     if not empty and not params.get('force'):
         result['msg'] = 'volume %s already holds data; left alone (force: true replaces it with the seed)' \
             % params['volume']
@@ -73,7 +81,9 @@ def run_seed(params, check_mode=False):
             checked = verify_archive(archive, None, None, params.get('allow_special_files'), escaping_links=True)
             result.update(changed=True, seeded=not check_mode, entries=checked['entries'])
             if check_mode:
-                return result
+                if warnings:
+                    result['seeded'] = 'unknown'
+                return result, warnings
             if uid is not None or gid is not None:
                 raise HoldfastError("owner/group on a volume reached through the Engine: seed first, then use "
                                     "holdfast.volumes.volume_permissions.")

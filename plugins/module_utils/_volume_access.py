@@ -143,11 +143,17 @@ class VolumeAccess(object):
             raise HoldfastError("The Docker Engine did not accept the archive written into the volume.")
 
     # -- operations -------------------------------------------------------
-    def is_empty(self, vol):
-        """True when the volume holds no entries at all (hidden files count as data)."""
+    def is_empty(self, vol, check_mode=False):
+        """True when the volume holds no entries at all (hidden files count as data).
+
+        In check mode, None (unknown) when reading needs the helper image and it does not exist yet: building it
+        would change the host. With the image, a created, never started container is only a read, removed again.
+        """
         route, path = self.route(vol)
         if route == 'host':
             return dir_is_empty(path)
+        if check_mode and not self.helper_image_present():
+            return None
         with self.engine_mount(vol['Name'], read_only=True) as cid:
             stream = self.engine_read_stream(cid)
             reader = _IterReader(stream)

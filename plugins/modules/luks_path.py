@@ -149,7 +149,10 @@ options:
 attributes:
   check_mode:
     support: full
-    description: Lists every step a real run would take (RV(steps)), not only the first; changes nothing.
+    description:
+      - Lists every step a real run would take (RV(steps)), not only the first; changes nothing.
+      - Opens nothing, not even a temporary read-only mapping. The filesystem inside a container that is closed is
+        therefore V(unknown) (RV(filesystem)); the steps then assume the wanted O(fstype) is there.
   diff_mode:
     support: full
     description: The state (backing store, LUKS type, key slots, open, mounted) before and after.
@@ -212,6 +215,13 @@ mapper:
   description: The mapped device.
   returned: always
   type: str
+filesystem:
+  description:
+    - With O(state=mounted), the filesystem on the mapping (found there, or created by the run).
+    - V(unknown) in check mode when the container exists but is closed (check mode does not open it).
+  returned: when O(state=mounted)
+  type: str
+  sample: ext4
 keyslots:
   description: Number of active key slots after the run.
   returned: when the container exists

@@ -83,7 +83,10 @@ options:
 attributes:
   check_mode:
     support: full
-    description: Counts what would change and returns a sample of paths; changes nothing.
+    description:
+      - Counts what would change and returns a sample of paths; changes nothing.
+      - For a volume reached through the Engine, counting needs a helper container run (and perhaps its image
+        built), which check mode does not do. The counts are then V(unknown) and the task reports a change.
   diff_mode:
     support: partial
     description: Owner, group and mode of the root before and after, and the number of entries changed below it.
@@ -119,17 +122,19 @@ EXAMPLES = r'''
 
 RETURN = r'''
 changed_entries:
-  description: Entries whose owner or mode was changed (or would be).
+  description:
+    - Entries whose owner or mode was changed (or would be).
+    - V(unknown) in check mode for a volume reached through the Engine (counting needs a helper container run).
   returned: always
-  type: int
+  type: raw
 changed_owner:
-  description: Entries whose owner or group was changed.
+  description: Entries whose owner or group was changed (or would be); V(unknown) as for RV(changed_entries).
   returned: always
-  type: int
+  type: raw
 changed_mode:
-  description: Entries whose mode was changed.
+  description: Entries whose mode was changed (or would be); V(unknown) as for RV(changed_entries).
   returned: always
-  type: int
+  type: raw
 examined:
   description: Entries looked at (null through the Engine).
   returned: always

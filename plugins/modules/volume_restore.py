@@ -112,7 +112,11 @@ options:
 attributes:
   check_mode:
     support: full
-    description: Locates and fully verifies the archive (read-only), reports what would happen, writes nothing.
+    description:
+      - Locates and fully verifies the archive (read-only), reports what would happen, writes nothing and builds
+        nothing.
+      - For an existing volume reached through the Engine, looking inside needs the helper image
+        C(holdfast/volume-helper:empty). When it does not exist yet, RV(target_empty) is V(unknown).
   diff_mode:
     support: none
     description: The content of a volume is not shown as a diff.
@@ -181,6 +185,17 @@ previous:
   description: Where the previous content was kept (O(keep_previous)), else null.
   returned: always
   type: str
+target_empty:
+  description:
+    - In check mode, whether the existing target is empty (a target that holds data needs O(replace)).
+    - V(unknown) when the target is a volume reached through the Engine and the helper image does not exist yet.
+  returned: in check mode
+  type: raw
+duration_seconds:
+  description: Time the restore (or, in check mode, the verification) took.
+  returned: success
+  type: float
+  sample: 2.481
 containers:
   description: Containers stopped for the swap, and whether they were started again.
   returned: always

@@ -50,7 +50,11 @@ options:
 attributes:
   check_mode:
     support: full
-    description: Checks the seed completely and reports whether it would be copied; writes nothing.
+    description:
+      - Checks the seed completely and reports whether it would be copied; writes nothing and builds nothing.
+      - For a volume reached through the Engine, looking inside needs the helper image
+        C(holdfast/volume-helper:empty). When it does not exist yet, RV(seeded) is V(unknown) (a real run builds
+        it).
   diff_mode:
     support: none
     description: The content of a volume is not shown as a diff.
@@ -82,9 +86,12 @@ EXAMPLES = r'''
 
 RETURN = r'''
 seeded:
-  description: Whether the seed was copied (false when the volume already held data).
+  description:
+    - Whether the seed was copied (false when the volume already held data), in check mode whether it would be.
+    - V(unknown) in check mode when the volume is reached through the Engine and the helper image does not exist
+      yet, so that its content cannot be seen without building it.
   returned: always
-  type: bool
+  type: raw
 entries:
   description: Entries in the seed, not counting its root.
   returned: when the seed was checked

@@ -122,11 +122,12 @@ def test_engine_route(docker_client, loop_volume):
     check = run_playbook([task], check=True)
     assert check.rc == 0, check.stdout
     res = check.task('perms')
-    assert res['route'] == 'engine' and res['changed'] and res['changed_owner'] >= 5
+    # looking inside needs a helper container run: check mode runs none, so it says it cannot tell
+    assert res['route'] == 'engine' and res['changed'] and res['changed_owner'] == 'unknown'
+    assert 'Check mode cannot tell' in check.stdout + check.stderr
     _ignored, out = as_user(docker_client, loop_volume, 0, 'stat -c %u /data/a/b/f')
     assert out.strip() == '0'
-    if 'holdfast/volume-helper:busybox' not in images_before:  # check mode left no image behind
-        assert sorted(t for i in docker_client.images() for t in (i.get('RepoTags') or [])) == images_before
+    assert sorted(t for i in docker_client.images() for t in (i.get('RepoTags') or [])) == images_before
     run = run_playbook([task])
     assert run.rc == 0 and run.task('perms')['changed']
     _ignored, out = as_user(docker_client, loop_volume, 0, 'stat -c "%u %g %a" /data/a/b/f /data/a /data')
