@@ -79,8 +79,8 @@ def run_seed(params, check_mode=False):
             archive = src
         if check_mode or route == 'engine':
             checked = verify_archive(archive, None, None, params.get('allow_special_files'), escaping_links=True)
-            result.update(changed=True, seeded=not check_mode, entries=checked['entries'])
-            if check_mode:
+            result.update(changed=True, seeded=True, entries=checked['entries'])
+            if check_mode:  # seeded: would be (as for a volume that an earlier task would create)
                 if warnings:
                     result['seeded'] = 'unknown'
                 return result, warnings
