@@ -31,6 +31,9 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._errors import Ho
 
 FORMAT = 'holdfast.volumes/backup'
 FORMAT_VERSION = 1
+# The version in galaxy.yml, written into every manifest. Modules run from an AnsiballZ zip and the scheduled runner
+# from a zip of module_utils, where neither galaxy.yml nor MANIFEST.json exists, so it is this one constant; a unit
+# test (test_small_ones.py) pins it to galaxy.yml, so a release cannot bump one without the other.
 COLLECTION_VERSION = '0.1.0'
 TMP_PREFIX = '.holdfast-tmp-'
 MANIFEST_SUFFIX = '.manifest.json'

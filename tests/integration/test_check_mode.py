@@ -18,7 +18,9 @@ import subprocess
 import time
 
 import pytest
+import yaml
 from ansible_runner import run_named_playbook, run_playbook
+from spy import forbidden, install_local
 from trees import snapshot
 
 HELPER_IMAGE = 'holdfast/volume-helper:empty'
@@ -26,36 +28,6 @@ TEST_IMAGE = 'holdfast-test/busybox:1'
 MARKERS = '/var/lib/holdfast-volumes/restored'
 SYSTEM_FILES = ['/etc/crypttab', '/etc/fstab', '/etc/cron.d/holdfast-backup',
                 '/etc/systemd/system/holdfast-backup.service', '/etc/systemd/system/holdfast-backup.timer']
-# Commands that change the host. Check mode may run only the read-only forms named in READ_ONLY.
-SPIED = ['cryptsetup', 'losetup', 'mount', 'umount', 'mkfs.ext4', 'mkfs.xfs', 'wipefs', 'resize2fs', 'xfs_growfs',
-         'dmsetup', 'blkid']
-READ_ONLY = [('cryptsetup', 'luksDump'), ('cryptsetup', 'open --test-passphrase'), ('cryptsetup', 'status'),
-             ('blkid', '')]
-
-
-def make_spy(directory, log, resolve):
-    """Wrappers in front of the real tools: each call is logged, then the real tool runs."""
-    os.makedirs(directory, exist_ok=True)
-    for tool in SPIED:
-        real = resolve(tool)
-        if not real:
-            continue
-        path = os.path.join(directory, tool)
-        with open(path, 'w') as handle:
-            handle.write('#!/bin/sh\necho "%s $*" >> %s\nexec %s "$@"\n' % (tool, log, real))
-        os.chmod(path, 0o755)
-
-
-def forbidden(calls):
-    """The logged calls that are not read-only."""
-    bad = []
-    for line in calls:
-        tool, _sep, args = line.partition(' ')
-        if not any(tool == t and args.startswith(prefix) for t, prefix in READ_ONLY):
-            bad.append(line)
-    return bad
-
-
 def file_state(path):
     try:
         with open(path, 'rb') as handle:
@@ -156,6 +128,9 @@ def scene(docker_client, prefix, tmp_path, loop_volume_factory):
         {'name': 'backup', 'holdfast.volumes.volume_backup': {'volume': vols['data'], 'dest': str(backups)}},
         {'name': 'backup path', 'holdfast.volumes.volume_backup': {'path': str(host_dir), 'dest': str(backups)}}])
     assert made.rc == 0, made.stdout
+    # the manifests carry the collection's version as galaxy.yml says it
+    galaxy = yaml.safe_load(open(os.path.join(os.path.dirname(__file__), '..', '..', 'galaxy.yml')))
+    assert json.load(open(made.task('backup')['manifest']))['collection_version'] == galaxy['version']
     key = tmp_path / 'luks.key'
     key.write_bytes(os.urandom(64))
     os.chmod(key, 0o600)
@@ -212,7 +187,7 @@ def model(s, prefix):
 def test_check_mode_changes_nothing(docker_client, prefix, scene, tmp_path):
     client = docker_client
     spy_dir, spy_log = str(tmp_path / 'spy' / 'bin'), str(tmp_path / 'spy' / 'calls.log')
-    make_spy(spy_dir, spy_log, shutil.which)
+    install_local(spy_dir, spy_log, shutil.which)
     env = {'PATH': '%s:%s' % (spy_dir, os.environ.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin'))}
     v = scene['vols']
     roots = [tmp_path / name for name in ('hostdir', 'seed', 'backups', 'luks', 'mnt', 'restored-dir',

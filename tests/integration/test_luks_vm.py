@@ -7,6 +7,7 @@ import subprocess
 import threading
 
 from ansible_runner import run_playbook
+from spy import forbidden, install_vm
 
 FAST_KDF = {'pbkdf_memory': 32768, 'pbkdf_iter_time': 100}
 
@@ -19,6 +20,13 @@ def luks(**args):
 
 def play(vm, tasks, **kwargs):
     return run_playbook(tasks, inventory=vm.inventory, hosts='fleet', **kwargs)
+
+
+def guest_state(vm, backing):
+    """Device mappings, loop devices, mounts, the backing file, the tables and the engine's objects of the guest."""
+    return vm.ssh('dmsetup ls; ls /sys/block | grep ^dm- ; ls /dev/mapper; losetup -l -n -O NAME,BACK-FILE; '
+                  "awk '{print $5}' /proc/self/mountinfo | sort; md5sum %s /etc/crypttab /etc/fstab; "
+                  'docker volume ls -q; docker ps -aq; docker images -q' % backing, check=False)[1]
 
 
 def keyfile(vm, path):
@@ -57,6 +65,16 @@ def test_lifecycle_write_close_reopen_idempotent(vm_host):
     assert closed.rc == 0, closed.stdout
     _rc, out = vm.ssh('findmnt /srv/enc/life; ls /dev/mapper; docker volume ls -q', check=False)
     assert 'holdfast-srv-enc-life' not in out and 'life_data' not in out
+    # check mode opens nothing, not even a temporary read-only mapping, to look inside the closed container
+    before = guest_state(vm, '/srv/luks/life.img')
+    install_vm(vm, '/root/spy', '/root/spy.log')
+    dry = play(vm, [dict(task, environment={'PATH': '/root/spy:/usr/sbin:/usr/bin:/sbin:/bin'})], check=True)
+    assert dry.rc == 0, dry.stdout
+    assert guest_state(vm, '/srv/luks/life.img') == before
+    calls = vm.ssh('cat /root/spy.log')[1].splitlines()
+    assert any(c.startswith('cryptsetup open --test-passphrase') for c in calls) and forbidden(calls) == [], calls
+    assert dry.task('luks')['filesystem'] == 'unknown'
+    assert [s.split(' ')[0] for s in dry.task('luks')['steps']][:2] == ['open', 'mount'], dry.task('luks')['steps']
     reopened = play(vm, [task])
     assert reopened.rc == 0 and reopened.task('luks')['changed']
     assert vm.ssh("docker run --rm -v life_data:/data holdfast-test/busybox:1 cat /data/f")[1].strip() == 'kept'
