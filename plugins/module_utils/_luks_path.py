@@ -207,6 +207,9 @@ def run_luks_path(params, check_mode=False):
         raise HoldfastError("device %s is not a block device (use backing_file for a regular file)." % source)
     if params.get('device') and not exists:
         raise HoldfastError("device %s does not exist." % source)
+    if is_file and exists and not stat.S_ISREG(os.stat(source).st_mode):
+        raise HoldfastError("backing_file %s exists and is not a regular file (use device for a block device)."
+                            % source)
     dump = _dump(source) if exists else None
     before = dict(backing_exists=exists, luks=dump['type'] if dump else None, open=active,
                   mounted=bool(mounted), keyslots=len(dump['keyslots']) if dump else 0,
@@ -291,6 +294,12 @@ def run_luks_path(params, check_mode=False):
 
     # -- LUKS format ----------------------------------------------------------------------------------------------
     if not dump:
+        minimum = MIN_LUKS2_BYTES if (params.get('luks_type') or 'luks2') == 'luks2' else MIN_LUKS1_BYTES
+        if is_file and exists and size is None and os.path.getsize(source) < minimum:
+            raise HoldfastError("backing_file %s is %d bytes, too small for %s and a filesystem (at least %d MiB): "
+                                "give size to grow it. Nothing was changed." % (source, os.path.getsize(source),
+                                                                           params.get('luks_type') or 'luks2',
+                                                                           minimum >> 20))
         if exists:
             data = _holds_data(source)
             if data and not params.get('force_format'):

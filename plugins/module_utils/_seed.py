@@ -43,19 +43,22 @@ def run_seed(params, check_mode=False):
     gid = parse_id(params.get('group'), 'group')
     client = connect(params)
     vol = inspect_volume(client, params['volume'])
-    if vol is None:
-        if check_mode:  # an earlier task of the same check run would have created it: a new volume is empty
-            return dict(changed=True, volume=params['volume'], src=src, route=None, seeded=True), [
-                "Volume %s does not exist (yet): once it is created, it is empty and would be seeded."
-                % params['volume']]
-        raise HoldfastError("Volume %s does not exist; create it first (holdfast.volumes.docker_volumes)."
-                            % params['volume'])
-    access = VolumeAccess(client, params.get('docker_host'))
-    route, target = access.route(vol)
-    empty = is_empty_dir(target) if route == 'host' else access.is_empty(vol, check_mode=check_mode)
-    result = dict(changed=False, volume=params['volume'], src=src, route=route, seeded=False)
     warnings = []
-    if empty is None:  # check mode, and reading the volume would need the helper image built first
+    if vol is None:
+        if not check_mode:
+            raise HoldfastError("Volume %s does not exist; create it first (holdfast.volumes.docker_volumes)."
+                                % params['volume'])
+        # an earlier task of the same check run would have created it: a new volume is empty (the seed is checked)
+        route, target, empty = None, None, True
+        warnings.append("Volume %s does not exist (yet): once it is created, it is empty and would be seeded."
+                        % params['volume'])
+    else:
+        access = VolumeAccess(client, params.get('docker_host'))
+        route, target = access.route(vol)
+        empty = is_empty_dir(target) if route == 'host' else access.is_empty(vol, check_mode=check_mode)
+    result = dict(changed=False, volume=params['volume'], src=src, route=route, seeded=False)
+    unknown = empty is None  # check mode, and reading the volume would need the helper image built first
+    if unknown:
         empty = True
         warnings.append(UNKNOWN_EMPTY % params['volume'])
     if not empty and not params.get('force'):
@@ -80,8 +83,8 @@ def run_seed(params, check_mode=False):
         if check_mode or route == 'engine':
             checked = verify_archive(archive, None, None, params.get('allow_special_files'), escaping_links=True)
             result.update(changed=True, seeded=True, entries=checked['entries'])
-            if check_mode:  # seeded: would be (as for a volume that an earlier task would create)
-                if warnings:
+            if check_mode:  # seeded: would be
+                if unknown:
                     result['seeded'] = 'unknown'
                 return result, warnings
             if uid is not None or gid is not None:
