@@ -122,3 +122,26 @@ def test_engine_that_stops_answering(tmp_path):
         engine.close()
     msg = failed_cleanly(run, 'info')
     assert 'The Docker Engine failed' in msg and 'dockerd is running' in msg, msg
+
+
+def test_check_mode_predicts_the_failures_of_odd_states(tmp_path, prefix):
+    """What a real run would refuse, check mode refuses too, instead of predicting a change."""
+    (tmp_path / 'notar.txt').write_text('not an archive\n')
+    (tmp_path / 'dir').mkdir()
+    (tmp_path / 'empty.img').write_bytes(b'')
+    key = tmp_path / 'key'
+    key.write_bytes(os.urandom(64))
+    os.chmod(key, 0o600)
+    run = _run_playbook([
+        {'name': 'seed', 'holdfast.volumes.volume_seed': {'volume': prefix + '_later',
+                                                          'src': str(tmp_path / 'notar.txt')},
+         'ignore_errors': True},
+        {'name': 'luks dir', 'holdfast.volumes.luks_path': {'path': str(tmp_path / 'm'), 'keyfile': str(key),
+                                                            'backing_file': str(tmp_path / 'dir')},
+         'ignore_errors': True},
+        {'name': 'luks empty', 'holdfast.volumes.luks_path': {'path': str(tmp_path / 'm'), 'keyfile': str(key),
+                                                              'backing_file': str(tmp_path / 'empty.img')},
+         'ignore_errors': True}], check=True)
+    assert run.status('seed') == 'failed' and 'is damaged' in run.task('seed')['msg'], run.task('seed')
+    assert run.status('luks dir') == 'failed' and 'not a regular file' in run.task('luks dir')['msg']
+    assert run.status('luks empty') == 'failed' and 'too small' in run.task('luks empty')['msg']
