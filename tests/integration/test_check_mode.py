@@ -240,4 +240,3 @@ def test_check_mode_changes_nothing(docker_client, prefix, scene, tmp_path):
     assert modules.task('luks closed')['filesystem'] == 'unknown'
     assert not any(s.startswith('create a') for s in modules.task('luks closed')['steps'])
     assert modules.task('luks new')['filesystem'] == 'ext4'
-
