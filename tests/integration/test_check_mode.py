@@ -1,11 +1,13 @@
 # -*- coding: utf-8 -*-
 """Check mode changes nothing: every module and the site, backup and restore playbooks run in check mode against a
-host with data, a running container, engine-route volumes, a closed LUKS container, backups and a schedule to
-install, and the host is compared before and after: images, containers (and their start times), volumes, device
+host with data, a running container, engine-route volumes, a closed LUKS container and backups, and the host is
+compared before and after: images, containers (and their start times), volumes, device
 mappings, loop devices, mounts, and every touched directory and file, byte for byte. The helper image is removed
 first, so that building it would be noticed; the Engine's events show any container run or image built and removed
 again within the run; and a spy in front of the system tools (cryptsetup, losetup, mount, mkfs, ...) shows any
-command that changes the host. Where a prediction needs what check mode may not do, the result says 'unknown'."""
+command that changes the host. Where a prediction needs what check mode may not do, the result says 'unknown'.
+The VM tier checks the same for a closed LUKS container in a kernel with dm-crypt (test_luks_vm.py). The check mode
+of the backup role's schedule is tested in test_schedule.py."""
 
 from __future__ import annotations
 
@@ -28,7 +30,11 @@ TEST_IMAGE = 'holdfast-test/busybox:1'
 MARKERS = '/var/lib/holdfast-volumes/restored'
 SYSTEM_FILES = ['/etc/crypttab', '/etc/fstab', '/etc/cron.d/holdfast-backup',
                 '/etc/systemd/system/holdfast-backup.service', '/etc/systemd/system/holdfast-backup.timer']
+
+
 def file_state(path):
+    if os.path.isdir(path):
+        return sorted((name, file_state(os.path.join(path, name))) for name in os.listdir(path))
     try:
         with open(path, 'rb') as handle:
             return hashlib.sha256(handle.read()).hexdigest()
