@@ -660,7 +660,7 @@ def run_permissions(params, check_mode=False):
         # Counting needs a helper container run (and perhaps its image built): check mode does neither.
         engine_script(state, check_mode)  # the refusals a real run would meet (symbolic modes, keep_file_exec_bits)
         return dict(changed=True, route=route, path=root, changed_owner='unknown', changed_mode='unknown',
-                    changed_entries='unknown', examined=None, sample=[], skipped_mounts=[],
+                    changed_entries='unknown', examined=None, sample=[], skipped_mounts=[], hardlinks=None,
                     duration_seconds=round(time.time() - started, 3)), [
             "Check mode cannot tell what would change in volume %s: it is reached through the Docker Engine, and "
             "looking inside needs a helper container run (check mode runs none). The counts are 'unknown'."
