@@ -8,6 +8,7 @@ import json
 import os
 import socket
 import subprocess
+import tarfile
 import threading
 from contextlib import contextmanager
 
@@ -44,13 +45,17 @@ def failed_cleanly(run, name):
 
 
 def test_read_only_filesystem(tmp_path):
-    def prepare(root):
-        os.mkdir(os.path.join(root, 'data'))
-    with tmpfs(str(tmp_path / 'ro'), read_only=True, prepare=prepare) as root:
-        run = run_playbook([{'name': 'perms', 'holdfast.volumes.volume_permissions': {
-            'path': os.path.join(root, 'data'), 'owner': 1234, 'mode': '0700'}}])
-    msg = failed_cleanly(run, 'perms')
-    assert 'Read-only file system' in msg and os.path.join(str(tmp_path / 'ro'), 'data') in msg
+    content = tmp_path / 'content'
+    content.mkdir()
+    (content / 'f').write_text('data\n')
+    archive = tmp_path / 'foreign.tar'
+    with tarfile.open(str(archive), 'w') as tar:
+        tar.add(str(content), arcname='.')
+    with tmpfs(str(tmp_path / 'ro'), read_only=True) as root:
+        run = run_playbook([{'name': 'restore', 'holdfast.volumes.volume_restore': {
+            'archive': str(archive), 'path': os.path.join(root, 'target'), 'state_dir': str(tmp_path / 'state')}}])
+    msg = failed_cleanly(run, 'restore')
+    assert 'Read-only file system' in msg and str(tmp_path / 'ro') in msg, msg
     assert 'remount it read-write' in msg
 
 
