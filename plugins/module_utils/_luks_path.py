@@ -297,9 +297,8 @@ def run_luks_path(params, check_mode=False):
         minimum = MIN_LUKS2_BYTES if (params.get('luks_type') or 'luks2') == 'luks2' else MIN_LUKS1_BYTES
         if is_file and exists and size is None and os.path.getsize(source) < minimum:
             raise HoldfastError("backing_file %s is %d bytes, too small for %s and a filesystem (at least %d MiB): "
-                                "give size to grow it. Nothing was changed." % (source, os.path.getsize(source),
-                                                                           params.get('luks_type') or 'luks2',
-                                                                           minimum >> 20))
+                                "give size to grow it. Nothing was changed."
+                                % (source, os.path.getsize(source), params.get('luks_type') or 'luks2', minimum >> 20))
         if exists:
             data = _holds_data(source)
             if data and not params.get('force_format'):
