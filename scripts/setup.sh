@@ -12,7 +12,7 @@ mkdir -p "$HOLDFAST_TMP"
 log() { printf '[setup] %s\n' "$*" >&2; }
 
 # 1. Debian packages ---------------------------------------------------------------------------
-APT_PACKAGES=(docker.io busybox-static zstd pigz python3-venv python3-docker acl attr age restic shellcheck
+APT_PACKAGES=(docker.io busybox-static zstd pigz python3-venv python3-docker acl attr age restic shellcheck rclone openssh-server
               e2fsprogs qemu-system-x86 qemu-utils debootstrap cpio cryptsetup-bin chromium fonts-dejavu-core locales)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -1,0 +1,333 @@
+# -*- coding: utf-8 -*-
+# Copyright: holdfast.volumes contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""backup_sync, the doing part: verified offsite copies of a local backup store through rclone.
+
+Remote layout: <remote.path>/<source>/<volume folder>/<archive> and <...>.manifest.json, the local layout under a
+host name, so one bucket holds a fleet and a replacement host finds another host's backups by that name.
+
+One run:
+1. one recursive listing of <path>/<source> (names and sizes);
+2. plan, per complete local backup: present on the remote (manifest there, archive of the manifest's size) or to
+   copy (no manifest: never copied, or a killed upload); a remote manifest whose archive is missing or of the wrong
+   size is repaired the same way (the archive is uploaded again; nothing is ever deleted on the remote);
+3. the archives to copy are read locally once (sha256 against the local manifest, md5 for the remote's check),
+   while rclone uploads them: a local archive that fails its own manifest never gets a manifest on the remote;
+4. each uploaded archive is verified against the manifest's sha256: by the md5 the remote computes itself when it
+   can be trusted to (S3 single-part uploads: the ETag; SFTP: md5sum run on the server), else by reading it back
+   (rclone cat into sha256);
+5. the manifests of the verified archives are uploaded last, so a reader of the remote only ever sees complete
+   backups.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import errno
+import fcntl
+import hashlib
+import os
+import re
+import socket
+import threading
+
+from ansible_collections.holdfast.volumes.plugins.module_utils._archive import (
+    backup_folders,
+    list_backups,
+)
+from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
+from ansible_collections.holdfast.volumes.plugins.module_utils._rclone import Rclone, rclone_message
+
+CHUNK = 4 * 1024 * 1024
+SOURCE_RE = re.compile(r'^[A-Za-z0-9_.@-]+$')
+BWLIMIT_RE = re.compile(r'^(off|\d+(\.\d+)?[BKMGTP]?(:\d+(\.\d+)?[BKMGTP]?)?)$', re.IGNORECASE)
+SINGLE_PART_LIMIT = 5 * 1024 ** 3  # --s3-upload-cutoff 5G
+# backends whose md5 is computed by the server from the stored bytes (for s3 only for single-part objects)
+TRUSTED_MD5 = ('s3', 'sftp', 'local')
+
+REMOTE_SPEC = dict(
+    type=dict(type='str', required=True),
+    path=dict(type='str', required=True),
+    options=dict(type='dict', default={}, no_log=True),
+)
+SYNC_OPTIONS = dict(
+    dest=dict(type='path', required=True),
+    volumes=dict(type='list', elements='str'),
+    remote=dict(type='dict', required=True, options=REMOTE_SPEC),
+    source=dict(type='str'),
+    verify=dict(type='str', default='auto', choices=['auto', 'hash', 'read']),
+    transfers=dict(type='int', default=4),
+    bwlimit=dict(type='str'),
+    rclone_path=dict(type='path'),
+    lock_timeout=dict(type='int', default=600),
+)
+
+
+def default_source():
+    return socket.gethostname().split('.')[0] or 'localhost'
+
+
+def validate_sync(params):
+    dest = params.get('dest')
+    if not dest or not os.path.isabs(dest):
+        raise HoldfastError("dest must be an absolute directory path, got %r." % dest)
+    source = params.get('source') or default_source()
+    if not SOURCE_RE.match(source) or source in ('.', '..'):
+        raise HoldfastError("source must be a host name (letters, digits, . _ @ -), got %r." % source)
+    if (params.get('transfers') or 0) < 1:
+        raise HoldfastError("transfers must be 1 or more.")
+    if params.get('bwlimit') and not BWLIMIT_RE.match(params['bwlimit']):
+        raise HoldfastError("bwlimit must be a rate such as 10M (bytes per second, rclone's --bwlimit), got %r."
+                            % params['bwlimit'])
+    return source
+
+
+def plan_sync(local, remote_files):
+    """Pure: which local backups the remote lacks.
+
+    local: [(folder name, backup)] with backup = dict(manifest, archive name, manifest name);
+    remote_files: {relative path: size}. Returns (present, to_copy) lists of the same items; an item of to_copy
+    carries 'repair': True when the remote has its manifest but not a matching archive."""
+    present, to_copy = [], []
+    for folder, backup in local:
+        rel_archive = '%s/%s' % (folder, backup['archive'])
+        rel_manifest = '%s/%s' % (folder, backup['manifest_name'])
+        size = backup['manifest'].get('bytes_stored')
+        has_manifest = rel_manifest in remote_files
+        archive_ok = rel_archive in remote_files and (size is None or remote_files[rel_archive] == size)
+        if has_manifest and archive_ok:
+            present.append(dict(folder=folder, backup=backup))
+        else:
+            to_copy.append(dict(folder=folder, backup=backup, repair=has_manifest,
+                                partial=rel_archive in remote_files))
+    return present, to_copy
+
+
+class DestLock(object):
+    """flock on <dest>/.holdfast-sync.lock: one sync of a store at a time."""
+
+    def __init__(self, dest, timeout):
+        self.path = os.path.join(dest, '.holdfast-sync.lock')
+        self.timeout = timeout
+        self.fd = None
+
+    def __enter__(self):
+        import time
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return self
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+            if time.monotonic() >= deadline:
+                os.close(self.fd)
+                raise HoldfastError("Another backup_sync of %s holds %s; waited %ss." % (
+                    os.path.dirname(self.path), self.path, self.timeout))
+            time.sleep(0.2)
+
+    def __exit__(self, *exc):
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)
+        return False
+
+
+def hash_local(path, want_md5=True):
+    """(sha256, md5 or None, size) of a local file in one read."""
+    sha = hashlib.sha256()
+    md5 = hashlib.md5() if want_md5 else None
+    size = 0
+    with open(path, 'rb', buffering=0) as handle:
+        while True:
+            block = handle.read(CHUNK)
+            if not block:
+                break
+            sha.update(block)
+            if md5 is not None:
+                md5.update(block)
+            size += len(block)
+    return sha.hexdigest(), md5.hexdigest() if md5 is not None else None, size
+
+
+def read_back_sha256(rclone, relpath, sub):
+    """Stream a remote object through sha256: (digest, size) or raises with rclone's message."""
+    proc, err = rclone.stream(relpath, sub)
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        while True:
+            block = proc.stdout.read(CHUNK)
+            if not block:
+                break
+            digest.update(block)
+            size += len(block)
+    finally:
+        proc.stdout.close()
+        code = proc.wait()
+        err.seek(0)
+        stderr = err.read().decode('utf-8', 'replace')
+        err.close()
+    if code != 0:
+        rclone.fail('Reading back %s' % relpath, stderr)
+    return digest.hexdigest(), size
+
+
+def local_backups(dest, volumes):
+    """[(folder name, backup)] of the complete local backups, oldest first (the oldest are the most exposed)."""
+    out, missing = [], []
+    for folder in backup_folders(dest, volumes):
+        if not os.path.isdir(folder):
+            missing.append(os.path.basename(folder))
+            continue
+        for item in reversed(list_backups(folder)['complete']):
+            out.append((os.path.basename(folder), dict(
+                manifest=item['manifest'], archive=item['manifest']['archive'],
+                manifest_name=os.path.basename(item['manifest_path']), archive_path=item['archive_path'],
+                manifest_path=item['manifest_path'], time=item['time'])))
+    return out, missing
+
+
+def _hash_all(items, want_md5, results):
+    for item in items:
+        try:
+            results[id(item)] = hash_local(item['backup']['archive_path'], want_md5)
+        except OSError as exc:
+            results[id(item)] = exc
+
+
+def _entry(item, source):
+    backup = item['backup']
+    return dict(volume=backup['manifest'].get('volume'), folder=item['folder'], archive=backup['archive'],
+                remote_archive='%s/%s/%s' % (source, item['folder'], backup['archive']),
+                remote_manifest='%s/%s/%s' % (source, item['folder'], backup['manifest_name']),
+                created=backup['manifest'].get('created'), bytes=backup['manifest'].get('bytes_stored'),
+                sha256=backup['manifest'].get('sha256'))
+
+
+def run_sync(params, check_mode=False):
+    source = validate_sync(params)
+    dest = params['dest']
+    verify = params.get('verify') or 'auto'
+    if not os.path.isdir(dest):
+        raise HoldfastError("dest %s is not a directory." % dest)
+    with Rclone(params['remote'], params.get('rclone_path')) as rclone:
+        rclone.version()
+        if check_mode and not os.path.exists(os.path.join(dest, '.holdfast-sync.lock')):
+            return _sync(rclone, params, source, verify, check_mode)
+        with DestLock(dest, params.get('lock_timeout', 600)):
+            return _sync(rclone, params, source, verify, check_mode)
+
+
+def _sync(rclone, params, source, verify, check_mode):
+    dest = params['dest']
+    local, missing = local_backups(dest, params.get('volumes'))
+    warnings = ['no local backups of %s in %s' % (name, dest) for name in missing]
+    remote_files = rclone.list_files(source)
+    present, to_copy = plan_sync(local, remote_files)
+    result = dict(changed=bool(to_copy), remote=rclone.display, source=source, present=len(present),
+                  copied=[], failed=[], bytes_copied=0, verify=verify)
+    before = sorted('%s/%s' % (p['folder'], p['backup']['manifest_name']) for p in present)
+    after = sorted(before + ['%s/%s' % (c['folder'], c['backup']['manifest_name']) for c in to_copy])
+    result['diff'] = dict(before_header='%s/%s' % (rclone.display, source), after_header='%s/%s' % (
+        rclone.display, source), before=''.join(n + '\n' for n in before), after=''.join(n + '\n' for n in after))
+    if check_mode:
+        result['copied'] = [dict(_entry(c, source), repaired=c['repair'], verified_by=None) for c in to_copy]
+        result['rclone_runs'] = list(rclone.runs)
+        return result, warnings
+    if not to_copy:
+        result['rclone_runs'] = list(rclone.runs)
+        return result, warnings
+
+    trusted_md5 = rclone.type in TRUSTED_MD5 and verify in ('auto', 'hash')
+    # 3. read the local archives (sha256 against their manifests, md5 for the remote) while rclone uploads them
+    hashes = {}
+    hasher = threading.Thread(target=_hash_all, args=(to_copy, trusted_md5, hashes))
+    hasher.daemon = True
+    hasher.start()
+    rels = ['%s/%s' % (c['folder'], c['backup']['archive']) for c in to_copy]
+    code, _out, upload_err = rclone.copy(dest, rels, source, transfers=params.get('transfers') or 4,
+                                         bwlimit=params.get('bwlimit'))
+    hasher.join()
+    uploaded_listing = None
+    if code != 0:
+        # some may have arrived: look once at what is there now (sizes), verify those, report the rest
+        try:
+            uploaded_listing = rclone.list_files(source)
+        except HoldfastError:
+            rclone.fail('Uploading %d archive(s)' % len(rels), upload_err)
+        if not any(uploaded_listing.get(r) == c['backup']['manifest'].get('bytes_stored')
+                   for r, c in zip(rels, to_copy)):
+            rclone.fail('Uploading %d archive(s)' % len(rels), upload_err)
+
+    # 4. verify each uploaded archive
+    local_ok, candidates = [], []
+    for rel, item in zip(rels, to_copy):
+        backup = item['backup']
+        got = hashes.get(id(item))
+        if isinstance(got, OSError) or got is None:
+            why = 'local archive unreadable: %s' % (getattr(got, 'strerror', None) or 'removed during the sync')
+            result['failed'].append(dict(_entry(item, source), reason=why))
+            continue
+        sha, md5, size = got
+        if sha != backup['manifest'].get('sha256'):
+            result['failed'].append(dict(_entry(item, source), reason='the local archive does not match its '
+                                         'manifest (sha256 %s); not copied' % sha))
+            continue
+        if uploaded_listing is not None and uploaded_listing.get(rel) != size:
+            result['failed'].append(dict(_entry(item, source), reason='upload failed: %s' % (
+                rclone_message(upload_err, rclone.secrets))))
+            continue
+        local_ok.append((rel, item, md5, size))
+        candidates.append(rel)
+    remote_md5 = {}
+    if trusted_md5 and candidates:
+        remote_md5 = rclone.hashes(source, [r for r, item, md5, size in local_ok
+                                            if rclone.type != 's3' or size <= SINGLE_PART_LIMIT])
+    verified = []
+    for rel, item, md5, _size in local_ok:
+        theirs = remote_md5.get(rel)
+        entry = dict(_entry(item, source), repaired=item['repair'])
+        if theirs and re.match(r'^[0-9a-f]{32}$', theirs):
+            if theirs != md5:
+                result['failed'].append(dict(entry, reason='the remote md5 %s differs from the local archive (%s): '
+                                             'the copy is corrupt; its manifest was not uploaded' % (theirs, md5)))
+                continue
+            entry['verified_by'] = 'remote md5'
+        elif verify == 'hash':
+            result['failed'].append(dict(entry, reason='the remote computes no md5 for this object; use verify: '
+                                         'auto or read'))
+            continue
+        else:
+            digest, got_size = read_back_sha256(rclone, rel, source)
+            if digest != item['backup']['manifest'].get('sha256'):
+                result['failed'].append(dict(entry, reason='read back: sha256 %s (%d bytes) does not match the '
+                                             'manifest; its manifest was not uploaded' % (digest, got_size)))
+                continue
+            entry['verified_by'] = 'read back sha256'
+        verified.append((item, entry))
+
+    # 5. the manifests last
+    if verified:
+        mrels = ['%s/%s' % (item['folder'], item['backup']['manifest_name']) for item, _e in verified]
+        code, _out, err = rclone.copy(dest, mrels, source, transfers=params.get('transfers') or 4,
+                                      what='Uploading manifests')
+        if code != 0:
+            rclone.fail('Uploading %d manifest(s)' % len(mrels), err)
+        for _item, entry in verified:
+            result['copied'].append(entry)
+            result['bytes_copied'] += entry['bytes'] or 0
+    result['changed'] = bool(result['copied'])
+    result['rclone_runs'] = list(rclone.runs)
+    copied = set('%s/%s' % (e['folder'], os.path.basename(e['remote_manifest'])) for e in result['copied'])
+    result['diff']['after'] = ''.join(n + '\n' for n in sorted(before + list(copied)))
+    for item in result['failed']:
+        warnings.append('not copied: %s: %s' % (item['remote_archive'], item['reason']))
+    if result['failed']:
+        raise HoldfastError('backup_sync could not copy %d backup(s) (copied %d): %s' % (
+            len(result['failed']), len(result['copied']), '; '.join(
+            '%s: %s' % (f['archive'], f['reason']) for f in result['failed'][:5])), **dict(
+                (k, v) for k, v in result.items() if k != 'diff'))
+    return result, warnings
