@@ -214,7 +214,6 @@ def run_sync(params, check_mode=False):
     if not os.path.isdir(dest):
         raise HoldfastError("dest %s is not a directory." % dest)
     with Rclone(params['remote'], params.get('rclone_path')) as rclone:
-        rclone.version()
         if check_mode and not os.path.exists(os.path.join(dest, '.holdfast-sync.lock')):
             return _sync(rclone, params, source, verify, check_mode)
         with DestLock(dest, params.get('lock_timeout', 600)):

@@ -223,6 +223,8 @@ class Rclone(object):
     def fail(self, what, stderr):
         message = rclone_message(stderr, self.secrets)
         hint = explain(message)
+        if not hint and ('unknown flag' in message or 'unknown command' in message):
+            hint = self.version_hint()
         raise HoldfastError("%s on remote %s failed%s: %s" % (what, self.display, ' (%s)' % hint if hint else '',
                                                                message), remote=self.display)
 
@@ -236,12 +238,16 @@ class Rclone(object):
 
     def version(self):
         code, out, err = self.run(['version'], 'rclone version', check=False, env=self.plain_env)
-        found = parse_version(out.decode('utf-8', 'replace'))
+        return parse_version(out.decode('utf-8', 'replace'))
+
+    def version_hint(self):
+        """Asked only when rclone did not understand us (a run costs no extra process otherwise)."""
+        found = self.version()
         if found is None or found < MIN_VERSION:
-            raise HoldfastError("rclone %s is too old or unusable; version %d.%d or newer is needed."
-                                % ('.'.join(map(str, found)) if found else '(unknown)', MIN_VERSION[0],
-                                   MIN_VERSION[1]))
-        return found
+            return "rclone %s at %s is too old; version %d.%d or newer is needed" % (
+                '.'.join(map(str, found)) if found else '(unknown version)', self.executable, MIN_VERSION[0],
+                MIN_VERSION[1])
+        return None
 
     def write_list(self, name, lines):
         path = os.path.join(self.tmpdir, name)

@@ -213,7 +213,7 @@ verify:
   returned: always
   type: str
 rclone_runs:
-  description: The rclone commands this run started, in order (a no-op run is C(version) and one C(lsjson)).
+  description: The rclone commands this run started, in order (a no-op run is one C(lsjson)).
   returned: always
   type: list
   elements: str

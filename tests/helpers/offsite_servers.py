@@ -81,7 +81,7 @@ class RcloneS3(Server):
     def __init__(self, workdir: Path):
         super().__init__('rclone-s3', workdir)
         self.argv = [RCLONE, 'serve', 's3', '--addr', '127.0.0.1:%d' % self.port, '--auth-key',
-                     '%s,%s' % (self.key_id, self.secret), str(self.root)]
+                     '%s,%s' % (self.key_id, self.secret), '--dir-cache-time', '1s', str(self.root)]
 
     def env(self):
         env = dict(os.environ, RCLONE_CONFIG=str(self.workdir / 'none.conf'))
