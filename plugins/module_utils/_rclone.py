@@ -276,6 +276,17 @@ class Rclone(object):
             raise HoldfastError("rclone lsjson on remote %s gave no JSON." % self.display) from None
         return dict((e['Path'], e.get('Size')) for e in entries if not e.get('IsDir'))
 
+    def fetch(self, sub, relpaths, local_dir):
+        """Copy remote files (manifests) into local_dir, one rclone run."""
+        listing = self.write_list('fetch-%d' % len(self.runs), relpaths)
+        return self.run(['copy', '--files-from-raw', listing, '--no-traverse', self.target(sub), local_dir],
+                        'Reading manifests', check=False)
+
+    def delete(self, sub, relpaths, what):
+        """Delete exactly these files under <path>/<sub> (one rclone run)."""
+        listing = self.write_list('delete-%d' % len(self.runs), relpaths)
+        return self.run(['delete', '--files-from-raw', listing, self.target(sub)], what)
+
     def copy(self, src_dir, relpaths, sub, transfers=4, bwlimit=None, what='Uploading'):
         """Copy these files (paths relative to src_dir) to <path>/<sub>, always (no check of the destination)."""
         listing = self.write_list('files-from-%d' % len(self.runs), relpaths)

@@ -51,6 +51,7 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._docker_common im
     normalise_volume,
 )
 from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError, refuse_negative
+from ansible_collections.holdfast.volumes.plugins.module_utils._offsite import locate_remote
 from ansible_collections.holdfast.volumes.plugins.module_utils._process import command_env
 from ansible_collections.holdfast.volumes.plugins.module_utils._quiesce import Quiesce, containers_using
 from ansible_collections.holdfast.volumes.plugins.module_utils._volume_access import VolumeAccess, dir_is_empty
@@ -63,6 +64,8 @@ TAR_EXTRACT = ['tar', '--extract', '--file=-', '--numeric-owner', '--same-owner'
 
 def locate(params):
     """Find the archive (and its manifest, if any)."""
+    if params.get('remote'):
+        return locate_remote(params)  # an offsite store: the archive is a stream (see open_archive)
     if params.get('archive'):
         path = params['archive']
         if not os.path.isfile(path):
@@ -88,11 +91,17 @@ def locate(params):
     return newest['archive_path'], newest['manifest']
 
 
+def open_archive(path):
+    """The archive's bytes: a local file, or a stream from a remote store (RemoteArchive, read through rclone)."""
+    opener = getattr(path, 'open', None)
+    return opener() if opener else open(path, 'rb')
+
+
 class _Pipeline(object):
     """archive file -> (hash in this process) -> [age -d] -> zstd -dcf -> consumer (stdout pipe or a command)."""
 
     def __init__(self, path, identity, consumer_cmd=None, cwd=None):
-        with open(path, 'rb') as handle:
+        with open_archive(path) as handle:
             head = handle.read(64)
         self.encrypted = head.startswith(AGE_MAGIC)
         self.path = path
@@ -132,7 +141,7 @@ class _Pipeline(object):
     def _feed(self):
         sink = self.procs[0][1].stdin
         try:
-            with open(self.path, 'rb') as handle:
+            with open_archive(self.path) as handle:
                 while True:
                     block = handle.read(CHUNK)
                     if not block:
@@ -250,7 +259,7 @@ def _timed(func):
 def run_restore(params, check_mode=False):
     if bool(params.get('volume')) == bool(params.get('path')):
         raise HoldfastError("Give exactly one target: volume (a Docker volume) or path (a host directory).")
-    if bool(params.get('archive')) == bool(params.get('dest')):
+    if not params.get('remote') and bool(params.get('archive')) == bool(params.get('dest')):
         raise HoldfastError("Give exactly one of archive (a file) or dest (a backup directory: the newest complete "
                             "backup of the volume there is used).")
     if params.get('path') and not os.path.isabs(params['path']):

@@ -15,16 +15,19 @@ description:
   - For each volume folder of a backup destination, reports the number of complete backups, their total size, the
     newest backup (time, age, size, file count, compression, encryption), and whether that newest archive still
     matches its manifest. Also reports temporaries, archives without a manifest, and unreadable manifests.
+  - Reads a local destination (O(dest)) or a remote store written by M(holdfast.volumes.backup_sync) (O(remote));
+    with O(remote) and O(verify=sha256) the newest archive of each volume is read back from the remote and hashed,
+    so an object damaged on the server is reported (C(verified=false) and C(problem)).
   - Read-only.
 author:
   - holdfast.volumes developers (@holdfast)
 extends_documentation_fragment:
   - holdfast.volumes.attributes.read_only
+  - holdfast.volumes.offsite.remote_store
 options:
   dest:
-    description: The backup destination directory.
+    description: The backup destination directory. Exactly one of O(dest) and O(remote) is required.
     type: path
-    required: true
   volumes:
     description: Only these volumes (or host paths, as they were backed up). All folders when omitted.
     type: list
@@ -46,6 +49,13 @@ EXAMPLES = r'''
     verify: sha256
   register: state
 
+- name: The same for the offsite copies of web1, read back from S3
+  holdfast.volumes.backup_info:
+    remote: "{{ offsite_remote }}"
+    host: web1
+    verify: sha256
+  register: offsite
+
 - name: Fail when a backup is older than a day
   ansible.builtin.assert:
     that: item.newest is not none and item.newest.age_seconds < 86400 and item.newest.verified
@@ -63,6 +73,9 @@ backups:
   contains:
     volume:
       description: The volume (or host path) as it was backed up.
+      type: str
+    folder:
+      description: The folder (with O(remote), C(<type>:<path>/<host>/<folder>)).
       type: str
     count:
       description: Complete backups (archive and manifest).
@@ -86,15 +99,19 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.holdfast.volumes.plugins.module_utils._backup_info import run_backup_info
 from ansible_collections.holdfast.volumes.plugins.module_utils._module_runner import execute
+from ansible_collections.holdfast.volumes.plugins.module_utils._offsite import REMOTE_STORE_OPTIONS, run_remote_info
 
 
 def main():
-    module = AnsibleModule(argument_spec=dict(
-        dest=dict(type='path', required=True),
+    argument_spec = dict(
+        dest=dict(type='path'),
         volumes=dict(type='list', elements='str'),
         verify=dict(type='str', default='size', choices=['sha256', 'size', 'none']),
-    ), supports_check_mode=True)
-    execute(module, run_backup_info)
+    )
+    argument_spec.update(REMOTE_STORE_OPTIONS)
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
+                           mutually_exclusive=[('dest', 'remote')], required_one_of=[('dest', 'remote')])
+    execute(module, run_remote_info if module.params.get('remote') else run_backup_info)
 
 
 if __name__ == '__main__':

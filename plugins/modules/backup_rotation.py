@@ -22,15 +22,22 @@ description:
     manifest are removed only when older than O(stale_age).
   - Removal deletes the manifest first, so from then on the backup no longer counts. Then it deletes the archive.
     A crash in between leaves an archive without manifest, which a later run cleans up.
+  - With O(remote), the same policy and safety apply to the copies that M(holdfast.volumes.backup_sync) made
+    (O(verify=sha256) reads each archive back from the remote). Manifests are deleted in one rclone run, then the
+    archives in another. Archives without a manifest are listed in RV(folders[].orphans) but never removed on a
+    remote (one may be an upload in progress; the next backup_sync completes it). O(stale_age) and
+    O(lock_timeout) apply to local destinations only.
 author:
   - holdfast.volumes developers (@holdfast)
 extends_documentation_fragment:
   - holdfast.volumes.backup
+  - holdfast.volumes.offsite.remote_store
 options:
   dest:
-    description: The backup destination directory (the O(holdfast.volumes.volume_backup#module:dest) of the backups).
+    description:
+      - The backup destination directory (the O(holdfast.volumes.volume_backup#module:dest) of the backups).
+      - Exactly one of O(dest) and O(remote) is required.
     type: path
-    required: true
   volume:
     description:
       - The volume (or host path, as it was backed up) whose folder to rotate. Every folder of O(dest) when omitted.
@@ -121,6 +128,13 @@ EXAMPLES = r'''
     dest: /srv/backups
     keep_within: 48h
     keep_within_daily: 1m
+
+- name: The same policy offsite, on the copies of this host that backup_sync made
+  holdfast.volumes.backup_rotation:
+    remote: "{{ offsite_remote }}"
+    host: "{{ inventory_hostname }}"
+    keep_daily: 14
+    keep_monthly: 12
 '''
 
 RETURN = r'''
@@ -151,7 +165,8 @@ bytes_freed:
   returned: always
   type: int
 folders:
-  description: Per folder counts, and the unknown files and unreadable manifests that were left alone.
+  description: Per folder counts, and the unknown files and unreadable manifests that were left alone (with
+    O(remote) also C(orphans), the archives without a manifest, which are never removed there).
   returned: always
   type: list
   elements: dict
@@ -160,13 +175,18 @@ folders:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.holdfast.volumes.plugins.module_utils._module_runner import execute
+from ansible_collections.holdfast.volumes.plugins.module_utils._offsite import REMOTE_STORE_OPTIONS, run_remote_rotation
 from ansible_collections.holdfast.volumes.plugins.module_utils._rotation import ROTATION_OPTIONS, run_rotation
 
 
 def main():
     argument_spec = dict(ROTATION_OPTIONS)
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    execute(module, run_rotation, check_mode=module.check_mode)
+    argument_spec['dest'] = dict(type='path')
+    argument_spec.update(REMOTE_STORE_OPTIONS)
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
+                           mutually_exclusive=[('dest', 'remote')], required_one_of=[('dest', 'remote')])
+    execute(module, run_remote_rotation if module.params.get('remote') else run_rotation,
+            check_mode=module.check_mode)
 
 
 if __name__ == '__main__':

@@ -13,7 +13,7 @@ short_description: Verified offsite copies of a backup destination (S3, SFTP and
 version_added: 0.2.0
 description:
   - Copies the complete backups of a local destination (written by M(holdfast.volumes.volume_backup)) that a
-    remote lacks, through rclone, to C(<remote.path>/<source>/<volume>/), the local layout under the host's name.
+    remote lacks, through rclone, to C(<remote.path>/<host>/<volume>/), the local layout under the host's name.
   - Each archive goes first and its manifest last, so a reader of the remote only ever sees complete backups. An
     upload that is killed leaves no manifest on the remote; the next run uploads that archive again and completes
     the backup.
@@ -73,7 +73,7 @@ options:
           - All values are C(no_log).
         type: dict
         default: {}
-  source:
+  host:
     description:
       - The host whose backups these are, the folder under O(remote.path). Defaults to this host's short host name.
         Give the inventory name (C("{{ inventory_hostname }}")) so a replacement host finds the backups by it.
@@ -120,7 +120,7 @@ EXAMPLES = r'''
 - name: Copy the backups to S3, verified
   holdfast.volumes.backup_sync:
     dest: /srv/backups
-    source: "{{ inventory_hostname }}"
+    host: "{{ inventory_hostname }}"
     remote:
       type: s3
       path: holdfast-backups/prod
@@ -157,7 +157,7 @@ remote:
   returned: always
   type: str
   sample: s3:holdfast-backups/prod
-source:
+host:
   description: The host folder under the remote path.
   returned: always
   type: str

@@ -25,6 +25,10 @@ description:
   - Never half-restored. The archive is extracted into a staging directory beside the target (same filesystem),
     then swapped into place with renames. Any failure before the swap leaves the previous content intact.
   - Restores ownership (numeric), modes, timestamps, links, xattrs and ACLs exactly.
+  - From an offsite store (O(remote), written by M(holdfast.volumes.backup_sync)) the archive is streamed from the
+    remote through the same checks, with no local copy; the swap happens only after its sha256 matched the
+    manifest, so a copy damaged on the server, or a download cut off midway, leaves the target untouched. Name
+    another host with O(host) to restore its backups on a replacement host.
   - Idempotent. After a restore, a marker records the archive's sha256 and a fingerprint of the restored tree.
     Restoring the same archive onto unchanged content reports no change, unless O(force).
 author:
@@ -32,11 +36,14 @@ author:
 extends_documentation_fragment:
   - holdfast.volumes.docker
   - holdfast.volumes.backup
+  - holdfast.volumes.offsite.remote_store
 options:
   archive:
     description:
       - The archive file to restore. Its manifest, when it sits beside it, is used for verification.
       - Mutually exclusive with O(dest).
+      - With O(remote), the archive's file name in the volume's folder on the remote (the newest complete backup
+        when omitted).
     type: path
   dest:
     description:
@@ -44,7 +51,7 @@ options:
     type: path
   source:
     description:
-      - With O(dest), whose backups to use (a volume name or host path as it was backed up).
+      - With O(dest) or O(remote), whose backups to use (a volume name or host path as it was backed up).
         Defaults to the target O(volume) or O(path), so a volume restores from its own backups.
     type: str
   volume:
@@ -154,6 +161,12 @@ EXAMPLES = r'''
   holdfast.volumes.volume_restore:
     archive: /root/backup.tar
     volume: legacy_data
+
+- name: On a replacement host, restore web1's newest offsite copy of shop_db from S3
+  holdfast.volumes.volume_restore:
+    remote: "{{ offsite_remote }}"
+    host: web1
+    volume: shop_db
 '''
 
 RETURN = r'''
@@ -207,6 +220,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.holdfast.volumes.plugins.module_utils._docker_common import docker_argument_spec
 from ansible_collections.holdfast.volumes.plugins.module_utils._module_runner import execute
+from ansible_collections.holdfast.volumes.plugins.module_utils._offsite import REMOTE_STORE_OPTIONS
 from ansible_collections.holdfast.volumes.plugins.module_utils._restore import DEFAULT_STATE_DIR, run_restore
 
 
@@ -229,9 +243,10 @@ def main():
         lock_timeout=dict(type='int', default=600),
     )
     argument_spec.update(docker_argument_spec())
+    argument_spec.update(REMOTE_STORE_OPTIONS)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
-                           mutually_exclusive=[('volume', 'path'), ('archive', 'dest')],
-                           required_one_of=[('volume', 'path'), ('archive', 'dest')])
+                           mutually_exclusive=[('volume', 'path'), ('archive', 'dest'), ('dest', 'remote')],
+                           required_one_of=[('volume', 'path'), ('archive', 'dest', 'remote')])
     execute(module, run_restore, check_mode=module.check_mode)
 
 

@@ -69,7 +69,7 @@ def timed(func):
 
 def sync_task(dest, server, bucket):
     return [{'name': 'sync', 'holdfast.volumes.backup_sync': {
-        'dest': str(dest), 'remote': server.remote(bucket), 'source': 'bench', 'rclone_path': RCLONE}}]
+        'dest': str(dest), 'remote': server.remote(bucket), 'host': 'bench', 'rclone_path': RCLONE}}]
 
 
 def main():

@@ -8,6 +8,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import threading
 import time
@@ -101,7 +102,7 @@ def test_sync_real_backups_to_rclone_s3_check_diff_idempotent(docker_client, pre
     assert run_playbook([backup]).rc == 0
     bucket = rclone_s3.bucket('offsite')
     remote = rclone_s3.remote(bucket + '/fleet')
-    args = dict(dest=dest, remote=remote, source='host1')
+    args = dict(dest=dest, remote=remote, host='host1')
 
     check = run_playbook([sync(**args)], check=True, diff=True)
     assert check.rc == 0, check.stdout
@@ -164,7 +165,7 @@ def test_moto_secrets_never_in_process_list_or_verbose_output(moto_s3, tmp_path)
     sampler.start()
     try:
         # slowed down so the sampler sees the upload (6 MiB at 3 MiB/s)
-        run = run_playbook([sync(dest=str(dest), remote=remote, source='h1', bwlimit='3M')], verbosity=3,
+        run = run_playbook([sync(dest=str(dest), remote=remote, host='h1', bwlimit='3M')], verbosity=3,
                            diff=True)
     finally:
         stop.set()
@@ -189,12 +190,12 @@ def test_sftp_with_debian_rclone_and_read_back(sftp_server, tmp_path):
     (sftp_server.root / 'store').mkdir()
     remote = sftp_server.remote('store')
     assert os.path.exists(DEBIAN_RCLONE), 'scripts/setup.sh installs Debian rclone (the minimum version)'
-    run = run_playbook([sync(dest=str(dest), remote=remote, source='h2', rclone_path=DEBIAN_RCLONE,
+    run = run_playbook([sync(dest=str(dest), remote=remote, host='h2', rclone_path=DEBIAN_RCLONE,
                              volumes=['vol_a'])])
     assert run.rc == 0, run.stdout
     res = run.task('sync')
     assert [c['verified_by'] for c in res['copied']] == ['remote md5']
-    run = run_playbook([sync(dest=str(dest), remote=remote, source='h2', verify='read')])
+    run = run_playbook([sync(dest=str(dest), remote=remote, host='h2', verify='read')])
     res = run.task('sync')
     assert run.rc == 0 and [(c['volume'], c['verified_by']) for c in res['copied']] == [('vol_b',
                                                                                          'read back sha256')]
@@ -209,7 +210,7 @@ def test_killed_server_mid_upload_leaves_no_manifest_and_next_run_completes(rclo
     dest = tmp_path / 'backups'
     archive, manifest = make_backup(dest, 'big', T0, 24 * 1024 * 1024, tmp_path / 'p')
     bucket = rclone_s3.bucket('offsite')
-    args = dict(dest=str(dest), remote=rclone_s3.remote(bucket), source='h1', bwlimit='4M')
+    args = dict(dest=str(dest), remote=rclone_s3.remote(bucket), host='h1', bwlimit='4M')
     before = tree_state(dest)
     killer = threading.Timer(2.0, rclone_s3.kill)
     killer.start()
@@ -237,14 +238,152 @@ def test_wrong_credentials_and_missing_bucket_touch_nothing(rclone_s3, tmp_path)
     bucket = rclone_s3.bucket('offsite')
     before = tree_state(dest)
     bad = rclone_s3.remote(bucket, secret_access_key='wrong-secret-%d' % os.getpid())
-    run = run_playbook([sync(dest=str(dest), remote=bad, source='h1')], verbosity=3)
+    run = run_playbook([sync(dest=str(dest), remote=bad, host='h1')], verbosity=3)
     assert run.rc != 0
     msg = run.task('sync')['msg']
     assert 'refused the credentials' in msg, msg
     assert bad['options']['secret_access_key'] not in run.stdout + run.stderr
-    run = run_playbook([sync(dest=str(dest), remote=rclone_s3.remote('no-such-bucket/x'), source='h1')])
+    run = run_playbook([sync(dest=str(dest), remote=rclone_s3.remote('no-such-bucket/x'), host='h1')])
     msg = run.task('sync')['msg']
     assert run.rc != 0 and 'does not exist' in msg and 'no-such-bucket' in msg, msg
     assert not (rclone_s3.root / 'no-such-bucket').exists(), 'backup_sync created a bucket'
     assert tree_state(dest) == before
     assert list((rclone_s3.root / bucket).rglob('*')) == []
+
+
+def info(**args):
+    return {'name': 'info', 'holdfast.volumes.backup_info': args}
+
+
+def restore(**args):
+    return {'name': 'restore', 'holdfast.volumes.volume_restore': args}
+
+
+def flip_byte(path, offset=None):
+    data = bytearray(path.read_bytes())
+    pos = len(data) // 2 if offset is None else offset
+    data[pos] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_remote_info_restore_and_a_copy_corrupted_on_the_server(docker_client, prefix, rclone_s3, tmp_path):
+    vol, target = prefix + '_src', prefix + '_dst'
+    docker_client.create_volume(vol)
+    src_dir = docker_client.inspect_volume(vol)['Mountpoint']
+    for i in range(20):
+        Path(src_dir, 'f%02d' % i).write_bytes(os.urandom(2048) * 8)
+    os.symlink('f00', os.path.join(src_dir, 'link'))
+    dest = str(tmp_path / 'backups')
+    assert run_playbook([{'name': 'b', 'holdfast.volumes.volume_backup': {'volume': vol, 'dest': dest}}]).rc == 0
+    bucket = rclone_s3.bucket('offsite')
+    remote = rclone_s3.remote(bucket + '/fleet')
+    assert run_playbook([sync(dest=dest, remote=remote, host='web1')]).rc == 0
+
+    run = run_playbook([info(remote=remote, host='web1', verify='sha256')])
+    assert run.rc == 0, run.stdout
+    state = run.task('info')['backups']
+    assert [(s['volume'], s['count']) for s in state] == [(vol, 1)]
+    assert state[0]['newest']['verified'] and state[0]['newest']['problem'] is None
+
+    # a replacement host restores web1's newest copy, streamed from the remote, byte for byte
+    docker_client.create_volume(target)
+    dst_dir = docker_client.inspect_volume(target)['Mountpoint']
+    Path(dst_dir, 'old').write_text('previous content')
+    run = run_playbook([restore(remote=remote, host='web1', source=vol, volume=target, replace=True)])
+    assert run.rc == 0, run.stdout
+    assert sorted(os.listdir(dst_dir)) == sorted(os.listdir(src_dir))
+    for name in os.listdir(src_dir):
+        if name != 'link':
+            assert sha256(os.path.join(dst_dir, name)) == sha256(os.path.join(src_dir, name))
+    assert os.readlink(os.path.join(dst_dir, 'link')) == 'f00'
+
+    # the object damaged on the server's disk (same size): backup_info with sha256 and the restore detect it
+    archive = next((rclone_s3.root / bucket / 'fleet' / 'web1' / vol).glob('*.tar.zst'))
+    flip_byte(archive)
+    state = run_playbook([info(remote=remote, host='web1', verify='sha256')]).task('info')['backups'][0]
+    assert not state['newest']['verified'] and 'does not match the manifest' in state['newest']['problem']
+    Path(dst_dir, 'after').write_text('content since the restore')
+    before = tree_state(dst_dir)
+    run = run_playbook([restore(remote=remote, host='web1', source=vol, volume=target, replace=True, force=True)])
+    assert run.rc != 0
+    assert 'does not match its manifest' in run.task('restore')['msg'] or 'cannot be read' in run.task(
+        'restore')['msg'], run.task('restore')['msg']
+    assert tree_state(dst_dir) == before, 'a refused restore touched the target'
+
+
+def kill_when_reading(server, needle, delay=0.3, timeout=120):
+    """Kill the server while the restore streams the archive: the second `rclone cat` of it (the first one reads
+    only the archive's first bytes, to see its layers), a moment after it started."""
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        for pid in os.listdir('/proc'):
+            try:
+                argv = open('/proc/%s/cmdline' % pid, 'rb').read().split(b'\0')
+            except OSError:
+                continue
+            if len(argv) > 2 and os.path.basename(argv[0]) == b'rclone' and argv[1] == b'cat' and \
+                    needle.encode() in argv[2] and pid not in seen:
+                seen.append(pid)
+                if len(seen) == 2:
+                    time.sleep(delay)
+                    server.kill()
+                    return
+        time.sleep(0.01)
+
+
+def test_remote_restore_cut_off_midway_leaves_target_untouched(docker_client, prefix, rclone_s3, tmp_path):
+    vol = prefix + '_big'
+    docker_client.create_volume(vol)
+    src_dir = docker_client.inspect_volume(vol)['Mountpoint']
+    Path(src_dir, 'blob').write_bytes(os.urandom(96 * 1024 * 1024))
+    dest = tmp_path / 'backups'
+    run = run_playbook([{'name': 'b', 'holdfast.volumes.volume_backup': {'volume': vol, 'dest': str(dest),
+                                                                         'compression': 'none'}}])
+    assert run.rc == 0
+    bucket = rclone_s3.bucket('offsite')
+    # the server's objects are files: place the store there directly (backup_sync is tested above)
+    shutil.copytree(dest / vol, rclone_s3.root / bucket / 'web1' / vol)
+    time.sleep(1.2)  # the server's directory cache
+    Path(src_dir, 'blob').write_bytes(b'changed since the backup')
+    before = tree_state(src_dir)
+    killer = threading.Thread(target=kill_when_reading, args=(rclone_s3, '.tar'))
+    killer.start()
+    run = run_playbook([restore(remote=rclone_s3.remote(bucket), host='web1', volume=vol, replace=True)])
+    killer.join()
+    assert run.rc != 0, 'the restore finished before the server was killed'
+    msg = run.task('restore')['msg']
+    assert 'not touched' in msg, msg
+    assert tree_state(src_dir) == before
+    assert not [n for n in os.listdir(os.path.dirname(src_dir)) if n.startswith('.holdfast')], \
+        os.listdir(os.path.dirname(src_dir))
+
+
+def test_remote_rotation_same_policy_and_safety(rclone_s3, tmp_path):
+    dest = tmp_path / 'backups'
+    made = [make_backup(dest, 'app', T0 - dt.timedelta(days=d), 4000 + d, tmp_path / 'p') for d in range(5)]
+    bucket = rclone_s3.bucket('offsite')
+    remote = rclone_s3.remote(bucket)
+    assert run_playbook([sync(dest=str(dest), remote=remote, host='h1')]).rc == 0
+    folder = rclone_s3.root / bucket / 'h1' / 'app'
+    rotate = {'name': 'rotate', 'holdfast.volumes.backup_rotation': dict(
+        remote=remote, host='h1', keep_last=2, now='2026-03-02T00:00:00Z')}
+    check = run_playbook([rotate], check=True, diff=True)
+    res = check.task('rotate')
+    assert check.rc == 0 and res['changed'] and len(res['removed']) == 3 and len(res['kept']) == 2, check.stdout
+    assert len(list(folder.glob('*.manifest.json'))) == 5, 'check mode removed something'
+    # the newest copy is damaged on the server: reported broken, kept, and the newest sound one stays
+    flip_byte(folder / made[0][0].name)
+    run = run_playbook([rotate], diff=True)
+    res = run.task('rotate')
+    assert run.rc == 0, run.stdout
+    assert [b['archive'].rsplit('/', 1)[1] for b in res['broken']] == [made[0][0].name]
+    assert not res['broken'][0]['removed']
+    kept = sorted(k['archive'].rsplit('/', 1)[1] for k in res['kept'])
+    assert kept == sorted([made[1][0].name, made[2][0].name])
+    left = sorted(p.name for p in folder.iterdir())
+    assert left == sorted([m[0].name for m in made[:3]] + [m[0].name.replace('.tar.zst', '.manifest.json')
+                                                           for m in made[:3]])
+    assert 'broken backup' in run.stdout or any('broken' in w for w in res.get('warnings', []))
+    again = run_playbook([rotate])
+    assert again.rc == 0 and not again.task('rotate')['changed']
