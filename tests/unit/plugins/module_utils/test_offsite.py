@@ -1,0 +1,159 @@
+# -*- coding: utf-8 -*-
+"""backup_sync's logic with a stand-in rclone (tests/unit/fixtures/fake_rclone.py) whose remote is a directory and
+misbehaves on demand: a remote that corrupts what it stores, one that lies about its hashes, one without hashes,
+an rclone too old; and the pure parts (plan, validation, scrubbing of secrets from messages)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
+from ansible_collections.holdfast.volumes.plugins.module_utils._offsite import plan_sync, run_sync
+from ansible_collections.holdfast.volumes.plugins.module_utils._rclone import (
+    explain,
+    rclone_message,
+    validate_remote,
+)
+
+FAKE = str(Path(__file__).resolve().parents[2] / 'fixtures' / 'fake_rclone.py')
+
+
+def make_store(dest, volume, count):
+    folder = Path(dest) / volume
+    folder.mkdir(parents=True)
+    for i in range(count):
+        when = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(hours=i)
+        stamp = when.strftime('%Y%m%dT%H%M%SZ')
+        data = os.urandom(5000)
+        (folder / ('%s-%s.tar.zst' % (volume, stamp))).write_bytes(data)
+        (folder / ('%s-%s.manifest.json' % (volume, stamp))).write_text(json.dumps(dict(
+            format='holdfast.volumes/backup', volume=volume, archive='%s-%s.tar.zst' % (volume, stamp),
+            sha256=hashlib.sha256(data).hexdigest(), bytes_stored=len(data),
+            created=when.strftime('%Y-%m-%dT%H:%M:%SZ'))))
+
+
+def params(tmp_path, fault='', verify='auto'):
+    root = tmp_path / 'remote'
+    (root / 'bucket').mkdir(parents=True, exist_ok=True)
+    return dict(dest=str(tmp_path / 'store'), remote=dict(type='s3', path='bucket', options=dict(
+        root=str(root), fault=fault, secret_access_key='s3cr3t-value')), host='h1', verify=verify, transfers=2,
+        rclone_path=FAKE, lock_timeout=5)
+
+
+def remote_files(tmp_path):
+    base = tmp_path / 'remote' / 'bucket' / 'h1'
+    return sorted(str(p.relative_to(base)) for p in base.rglob('*') if p.is_file()) if base.exists() else []
+
+
+def test_honest_remote_verified_by_its_md5_then_idempotent(tmp_path):
+    make_store(tmp_path / 'store', 'v', 2)
+    result, warnings = run_sync(params(tmp_path))
+    assert [c['verified_by'] for c in result['copied']] == ['remote md5', 'remote md5'] and warnings == []
+    assert len([f for f in remote_files(tmp_path) if f.endswith('.manifest.json')]) == 2
+    again, _w = run_sync(params(tmp_path))
+    assert not again['changed'] and again['present'] == 2 and again['rclone_runs'] == ['lsjson']
+
+
+def test_remote_that_corrupts_is_caught_by_its_own_md5_and_gets_no_manifest(tmp_path):
+    make_store(tmp_path / 'store', 'v', 1)
+    with pytest.raises(HoldfastError) as err:
+        run_sync(params(tmp_path, fault='corrupt'))
+    assert 'differs from the local archive' in err.value.msg
+    assert not [f for f in remote_files(tmp_path) if f.endswith('.manifest.json')]
+
+
+def test_remote_that_lies_about_its_hash_is_caught_by_reading_back(tmp_path):
+    make_store(tmp_path / 'store', 'v', 1)
+    # verify: auto trusts the md5 the remote reports: a remote that lies passes that check...
+    lied, _w = run_sync(params(tmp_path, fault='lie'))
+    assert [c['verified_by'] for c in lied['copied']] == ['remote md5']
+    # ...verify: read trusts nothing the remote says (a fresh host folder, so the copy is made again)
+    args = dict(params(tmp_path, fault='lie', verify='read'), host='h2')
+    with pytest.raises(HoldfastError) as err:
+        run_sync(args)
+    assert 'read back: sha256' in err.value.msg
+    assert not list((tmp_path / 'remote' / 'bucket' / 'h2').rglob('*.manifest.json'))
+
+
+def test_remote_without_hashes_is_read_back_or_refused_in_hash_mode(tmp_path):
+    make_store(tmp_path / 'store', 'v', 1)
+    with pytest.raises(HoldfastError) as err:
+        run_sync(params(tmp_path, fault='nohash', verify='hash'))
+    assert 'computes no md5' in err.value.msg
+    result, _w = run_sync(params(tmp_path, fault='nohash'))
+    assert [c['verified_by'] for c in result['copied']] == ['read back sha256']
+
+
+def test_local_archive_that_fails_its_manifest_is_not_completed_on_the_remote(tmp_path):
+    make_store(tmp_path / 'store', 'v', 1)
+    archive = next((tmp_path / 'store' / 'v').glob('*.tar.zst'))
+    archive.write_bytes(b'x' + archive.read_bytes()[1:])
+    with pytest.raises(HoldfastError) as err:
+        run_sync(params(tmp_path))
+    assert 'does not match its manifest' in err.value.msg
+    assert not [f for f in remote_files(tmp_path) if f.endswith('.manifest.json')]
+
+
+def test_rclone_too_old_is_named(tmp_path):
+    make_store(tmp_path / 'store', 'v', 1)
+    with pytest.raises(HoldfastError) as err:
+        run_sync(params(tmp_path, fault='old'))
+    assert 'too old' in err.value.msg and '1.60' in err.value.msg
+
+
+def test_check_mode_lists_once_and_uploads_nothing(tmp_path):
+    make_store(tmp_path / 'store', 'v', 3)
+    result, _w = run_sync(params(tmp_path), check_mode=True)
+    # the host folder does not exist yet: the second listing checks that the bucket does
+    assert result['changed'] and len(result['copied']) == 3 and result['rclone_runs'] == ['lsjson', 'lsjson']
+    assert remote_files(tmp_path) == []
+    assert not (tmp_path / 'store' / '.holdfast-sync.lock').exists()
+
+
+def test_plan_completes_killed_uploads_and_repairs_missing_archives():
+    def backup(name, size=10):
+        return dict(archive=name + '.tar.zst', manifest_name=name + '.manifest.json',
+                    manifest=dict(bytes_stored=size))
+    local = [('v', backup('v-1')), ('v', backup('v-2')), ('v', backup('v-3')), ('v', backup('v-4'))]
+    remote = {'v/v-1.tar.zst': 10, 'v/v-1.manifest.json': 1,     # complete
+              'v/v-2.tar.zst': 4,                                # killed upload: no manifest
+              'v/v-3.manifest.json': 1,                          # manifest without archive: repair
+              'v/v-4.tar.zst': 9, 'v/v-4.manifest.json': 1}      # wrong size: repair
+    present, to_copy = plan_sync(local, remote)
+    assert [p['backup']['archive'] for p in present] == ['v-1.tar.zst']
+    assert [(c['backup']['archive'], c['repair'], c['partial']) for c in to_copy] == [
+        ('v-2.tar.zst', False, True), ('v-3.tar.zst', True, False), ('v-4.tar.zst', True, True)]
+
+
+@pytest.mark.parametrize('remote, message', [
+    (dict(type='S3', path='b'), 'backend name'),
+    (dict(type='s3', path='/'), 'path is required'),
+    (dict(type='sftp', path='/srv/../etc'), '. or ..'),
+    (dict(type='s3', path='b', options={'Bad-Key': 1}), 'not an rclone option'),
+    (dict(type='s3', path='b', options={'type': 'local'}), 'must not set type'),
+])
+def test_validate_remote_refuses(remote, message):
+    with pytest.raises(HoldfastError) as err:
+        validate_remote(remote)
+    assert message in err.value.msg
+
+
+def test_validate_remote_keeps_absolute_sftp_paths_and_strips_buckets():
+    assert validate_remote(dict(type='sftp', path='/srv/offsite/'))[1] == '/srv/offsite'
+    assert validate_remote(dict(type='s3', path='/bucket/prefix/'))[1] == 'bucket/prefix'
+    assert validate_remote(dict(type='s3', path='b', options=dict(x=True)))[2] == {'x': 'true'}
+
+
+def test_messages_are_scrubbed_and_explained():
+    stderr = ('2026/11/28 13:30:16 ERROR : error listing: SignatureDoesNotMatch for key hfsecret-123\n'
+              '2026/11/28 13:30:16 NOTICE: Failed to lsjson with 2 errors: hfsecret-123\n')
+    text = rclone_message(stderr, {'hfsecret-123'})
+    assert 'hfsecret-123' not in text and '********' in text and not text.startswith('2026')
+    assert 'credentials' in explain(text)
+    assert 'bucket does not exist' in explain('api error NoSuchBucket: The specified bucket does not exist')
