@@ -24,7 +24,7 @@ description:
     A crash in between leaves an archive without manifest, which a later run cleans up.
   - With O(remote), the same policy and safety apply to the copies that M(holdfast.volumes.backup_sync) made
     (O(verify=sha256) reads each archive back from the remote). Manifests are deleted in one rclone run, then the
-    archives in another. Archives without a manifest are listed in RV(folders[].orphans) but never removed on a
+    archives in another. Archives without a manifest are listed in C(orphans) of RV(folders) but never removed on a
     remote (one may be an upload in progress; the next backup_sync completes it). O(stale_age) and
     O(lock_timeout) apply to local destinations only.
 author:
