@@ -296,7 +296,7 @@ class Rclone(object):
             args += ['--bwlimit', bwlimit]
         if self.type == 's3':
             # one PUT up to 5 GiB: the server then computes the object's md5 itself (its ETag), a hash we can trust
-            args += ['--s3-upload-cutoff', '5G']
+            args += ['--s3-upload-cutoff', '5G', '--s3-disable-checksum']
         return self.run(args + [src_dir, self.target(sub)], what, check=False)
 
     def hashes(self, sub, relpaths, hash_type='md5'):
