@@ -113,7 +113,9 @@ def plan_sync(local, remote_files):
         size = backup['manifest'].get('bytes_stored')
         has_manifest = rel_manifest in remote_files
         archive_ok = rel_archive in remote_files and (size is None or remote_files[rel_archive] == size)
-        if has_manifest and archive_ok:
+        # a manifest cut off while it was written (SFTP writes in place) would otherwise count as present forever
+        manifest_ok = has_manifest and backup.get('manifest_size') in (None, remote_files[rel_manifest])
+        if manifest_ok and archive_ok:
             present.append(dict(folder=folder, backup=backup))
         else:
             to_copy.append(dict(folder=folder, backup=backup, repair=has_manifest,
@@ -202,8 +204,16 @@ def local_backups(dest, volumes):
             out.append((os.path.basename(folder), dict(
                 manifest=item['manifest'], archive=item['manifest']['archive'],
                 manifest_name=os.path.basename(item['manifest_path']), archive_path=item['archive_path'],
-                manifest_path=item['manifest_path'], time=item['time'])))
+                manifest_path=item['manifest_path'], time=item['time'],
+                manifest_size=_size_or_none(item['manifest_path']))))
     return out, missing
+
+
+def _size_or_none(path):
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return None
 
 
 def _hash_all(items, want_md5, results):

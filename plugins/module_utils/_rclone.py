@@ -25,6 +25,7 @@ import tempfile
 from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
 
 REMOTE_NAME = 'holdfast'
+PRIVATE_PREFIX = 'holdfast-rclone-'
 MIN_VERSION = (1, 60)
 OPTION_KEY_RE = re.compile(r'^[a-z][a-z0-9_]*$')
 TYPE_RE = re.compile(r'^[a-z][a-z0-9]*$')
@@ -37,6 +38,26 @@ PASS_ENV = ('http_proxy', 'https_proxy', 'no_proxy', 'HTTP_PROXY', 'HTTPS_PROXY'
 MASK = '********'
 # backends whose path starts with a bucket (container) that must exist beforehand
 OBJECT_STORES = ('s3', 'gcs', 'b2', 'swift', 'azureblob')
+
+
+def remove_stale_private_dirs():
+    """Private directories of runs that were killed (their process is gone) may hold a key file: remove them."""
+    base = tempfile.gettempdir()
+    try:
+        names = os.listdir(base)
+    except OSError:
+        return
+    for name in names:
+        match = re.match(r'^%s(\d+)-' % re.escape(PRIVATE_PREFIX), name)
+        if not match or os.path.exists('/proc/%s' % match.group(1)):
+            continue
+        path = os.path.join(base, name)
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        if st.st_uid == os.getuid() and not os.path.islink(path) and os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def find_rclone(executable=None):
@@ -134,7 +155,8 @@ class Rclone(object):
         self.executable = find_rclone(executable)
         self.secrets = set(v for v in options.values() if len(v) >= 4)
         self.runs = []
-        self.tmpdir = tempfile.mkdtemp(prefix='holdfast-rclone-')  # mode 0700
+        remove_stale_private_dirs()
+        self.tmpdir = tempfile.mkdtemp(prefix='%s%d-' % (PRIVATE_PREFIX, os.getpid()))  # mode 0700
         try:
             self.env = self._environment(options)
         except BaseException:

@@ -143,9 +143,12 @@ def _sample_processes(secrets, stop, seen):
             except OSError:
                 continue
             is_rclone = os.path.basename(cmdline.split(b'\0')[0]) == b'rclone'
-            if is_rclone and b'copy' in cmdline.split(b'\0'):
+            if is_rclone and b'copy' in cmdline.split(b'\0') and any(s in environ for s in secrets):
                 seen['rclone_copy'] += 1
-                seen['rclone_env_has_secret'] |= any(s in environ for s in secrets)
+                seen['rclone_env_has_secret'] = True
+                for var in environ.split(b'\0'):
+                    if var.startswith(b'RCLONE_CONFIG='):
+                        seen['private_dirs'].add(os.path.dirname(var.split(b'=', 1)[1].decode()))
             for secret in secrets:
                 if secret in cmdline:
                     seen['leaks'].append(('cmdline', pid, cmdline[:200]))
@@ -160,7 +163,7 @@ def test_moto_secrets_never_in_process_list_or_verbose_output(moto_s3, tmp_path)
     bucket = moto_s3.bucket('holdfast-offsite')
     remote = moto_s3.remote(bucket, session_token='hf-token-%s' % os.getpid())
     secrets = [moto_s3.secret.encode(), moto_s3.key_id.encode(), remote['options']['session_token'].encode()]
-    stop, seen = threading.Event(), dict(leaks=[], rclone_copy=0, rclone_env_has_secret=False)
+    stop, seen = threading.Event(), dict(leaks=[], rclone_copy=0, rclone_env_has_secret=False, private_dirs=set())
     sampler = threading.Thread(target=_sample_processes, args=(secrets, stop, seen))
     sampler.start()
     try:
@@ -178,9 +181,8 @@ def test_moto_secrets_never_in_process_list_or_verbose_output(moto_s3, tmp_path)
     for secret in secrets:
         assert secret.decode() not in run.stdout + run.stderr
         assert secret.decode() not in json.dumps(run.records)
-    # the private directory of the run is gone
-    assert not [p for p in os.listdir('/tmp') if p.startswith('holdfast-rclone-') and
-                os.stat(os.path.join('/tmp', p)).st_mtime > time.time() - 60]
+    # the private directory of the run (config, lists) is gone
+    assert seen['private_dirs'] and not [d for d in seen['private_dirs'] if os.path.exists(d)]
 
 
 def test_sftp_with_debian_rclone_and_read_back(sftp_server, tmp_path):

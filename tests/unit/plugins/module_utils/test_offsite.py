@@ -119,16 +119,18 @@ def test_check_mode_lists_once_and_uploads_nothing(tmp_path):
 def test_plan_completes_killed_uploads_and_repairs_missing_archives():
     def backup(name, size=10):
         return dict(archive=name + '.tar.zst', manifest_name=name + '.manifest.json',
-                    manifest=dict(bytes_stored=size))
-    local = [('v', backup('v-1')), ('v', backup('v-2')), ('v', backup('v-3')), ('v', backup('v-4'))]
-    remote = {'v/v-1.tar.zst': 10, 'v/v-1.manifest.json': 1,     # complete
+                    manifest=dict(bytes_stored=size), manifest_size=300)
+    local = [('v', backup('v-%d' % i)) for i in range(1, 6)]
+    remote = {'v/v-1.tar.zst': 10, 'v/v-1.manifest.json': 300,   # complete
               'v/v-2.tar.zst': 4,                                # killed upload: no manifest
-              'v/v-3.manifest.json': 1,                          # manifest without archive: repair
-              'v/v-4.tar.zst': 9, 'v/v-4.manifest.json': 1}      # wrong size: repair
+              'v/v-3.manifest.json': 300,                        # manifest without archive: repair
+              'v/v-4.tar.zst': 9, 'v/v-4.manifest.json': 300,    # wrong size: repair
+              'v/v-5.tar.zst': 10, 'v/v-5.manifest.json': 120}   # manifest cut off while written: repair
     present, to_copy = plan_sync(local, remote)
     assert [p['backup']['archive'] for p in present] == ['v-1.tar.zst']
     assert [(c['backup']['archive'], c['repair'], c['partial']) for c in to_copy] == [
-        ('v-2.tar.zst', False, True), ('v-3.tar.zst', True, False), ('v-4.tar.zst', True, True)]
+        ('v-2.tar.zst', False, True), ('v-3.tar.zst', True, False), ('v-4.tar.zst', True, True),
+        ('v-5.tar.zst', True, True)]
 
 
 @pytest.mark.parametrize('remote, message', [
@@ -157,3 +159,17 @@ def test_messages_are_scrubbed_and_explained():
     assert 'hfsecret-123' not in text and '********' in text and not text.startswith('2026')
     assert 'credentials' in explain(text)
     assert 'bucket does not exist' in explain('api error NoSuchBucket: The specified bucket does not exist')
+
+
+def test_private_directories_of_killed_runs_are_removed(tmp_path, monkeypatch):
+    import tempfile
+
+    from ansible_collections.holdfast.volumes.plugins.module_utils import _rclone
+    monkeypatch.setattr(tempfile, 'tempdir', str(tmp_path))
+    dead = tmp_path / 'holdfast-rclone-999999999-abc'
+    alive = tmp_path / ('holdfast-rclone-%d-abc' % os.getpid())
+    for d in (dead, alive):
+        d.mkdir()
+        (d / 'key').write_text('secret key')
+    _rclone.remove_stale_private_dirs()
+    assert not dead.exists() and alive.exists()
