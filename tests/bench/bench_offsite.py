@@ -22,7 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / 'tests' / 'helpers'))
-from ansible_runner import run_playbook  # noqa: E402
+from ansible_runner import collections_path, run_playbook  # noqa: E402
 from offsite_servers import RCLONE, RcloneS3  # noqa: E402
 
 UTC = dt.timezone.utc
@@ -80,12 +80,12 @@ def main():
     try:
         dest = work / 'store'
         size = int(gib * (1 << 30) / count)
-        make_store(dest, 'vol', count, size)
+        make_store(dest, 'vol', count, size if not os.environ.get('HOLDFAST_BENCH_NOOP_ONLY') else 1)
         subprocess.run(['sync'], check=True)
         env = rclone_env(server)
         ping = timed(lambda: run_playbook([{'name': 'p', 'ansible.builtin.ping': {}}]))[0]
         rounds = []
-        for rnd in range(2):
+        for rnd in range(0 if os.environ.get('HOLDFAST_BENCH_NOOP_ONLY') else 2):
             a, b = server.bucket('plain%d' % rnd), server.bucket('sync%d' % rnd)
             time.sleep(1.5)  # the server's directory cache (1 s) sees the new buckets
             plain = [RCLONE, 'copy', '--exclude', '.holdfast-sync.lock', str(dest), 'plain:%s/bench' % a]
@@ -112,6 +112,13 @@ def main():
         assert run.rc == 0 and not res['changed'] and res['present'] == 1000, run.stdout[-2000:]
         print('no-op sync of 1,000 backups present on the remote: %.2f s (rclone runs: %s)'
               % (t_noop, ', '.join(res['rclone_runs'])))
+        sys.path.insert(0, str(collections_path()))
+        from ansible_collections.holdfast.volumes.plugins.module_utils._offsite import run_sync
+        args = dict(sync_task(noop_dest, server, bucket)[0]['holdfast.volumes.backup_sync'], verify='auto',
+                    transfers=4, lock_timeout=60)
+        t_module, (res, _w) = timed(lambda: run_sync(args))
+        assert not res['changed'] and res['present'] == 1000
+        print('  the same, module time only (no ansible-playbook around it): %.2f s' % t_module)
     finally:
         server.stop()
         shutil.rmtree(work, ignore_errors=True)
