@@ -110,6 +110,10 @@ notes:
     manifest stay local.
   - The module fails when a backup could not be copied or verified, naming each and why; the others are still
     copied, verified and complete on the remote.
+  - Every local backup the remote lacks is copied, so keep a remote retention (M(holdfast.volumes.backup_rotation)
+    with O(holdfast.volumes.backup_rotation#module:remote)) at least as long as the local one; otherwise a backup
+    rotated away on the remote but still kept locally is copied again by the next sync.
+  - With S3 server-side encryption by KMS keys the ETag is not an md5 of the object; use O(verify=read) there.
 seealso:
   - module: holdfast.volumes.volume_backup
   - module: holdfast.volumes.backup_info
