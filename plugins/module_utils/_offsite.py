@@ -351,10 +351,10 @@ def _sync(rclone, params, source, verify, check_mode):
     for item in result['failed']:
         warnings.append('not copied: %s: %s' % (item['remote_archive'], item['reason']))
     if result['failed']:
-        raise HoldfastError('backup_sync could not copy %d backup(s) (copied %d): %s' % (
-            len(result['failed']), len(result['copied']), '; '.join(
-            '%s: %s' % (f['archive'], f['reason']) for f in result['failed'][:5])), **dict(
-                (k, v) for k, v in result.items() if k != 'diff'))
+        reasons = '; '.join('%s: %s' % (f['archive'], f['reason']) for f in result['failed'][:5])
+        details = dict((k, v) for k, v in result.items() if k != 'diff')
+        raise HoldfastError('backup_sync could not copy %d backup(s) (copied %d): %s'
+                            % (len(result['failed']), len(result['copied']), reasons), **details)
     return result, warnings
 
 

@@ -247,8 +247,9 @@ class Rclone(object):
         hint = explain(message)
         if not hint and ('unknown flag' in message or 'unknown command' in message):
             hint = self.version_hint()
-        raise HoldfastError("%s on remote %s failed%s: %s" % (what, self.display, ' (%s)' % hint if hint else '',
-                                                               message), remote=self.display)
+        detail = ' (%s)' % hint if hint else ''
+        raise HoldfastError("%s on remote %s failed%s: %s" % (what, self.display, detail, message),
+                            remote=self.display)
 
     def popen(self, args):
         """A streaming rclone (e.g. cat); the caller reads stdout and waits."""

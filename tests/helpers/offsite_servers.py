@@ -141,8 +141,8 @@ class SFTPServer(Server):
         os.makedirs('/run/sshd', exist_ok=True)
         self.argv = ['/usr/sbin/sshd', '-D', '-e', '-f', str(config)]
         self.known_hosts = workdir / 'known_hosts'
-        self.known_hosts.write_text('[127.0.0.1]:%d %s' % (self.port, (workdir / 'ssh_host_ed25519_key.pub')
-                                                             .read_text()))
+        host_key = (workdir / 'ssh_host_ed25519_key.pub').read_text()
+        self.known_hosts.write_text('[127.0.0.1]:%d %s' % (self.port, host_key))
 
     def remote(self, path, **extra):
         opts = dict(host='127.0.0.1', port=str(self.port), user='root', key_pem=self.userkey.read_text(),

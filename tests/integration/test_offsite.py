@@ -226,7 +226,7 @@ def test_killed_server_mid_upload_leaves_no_manifest_and_next_run_completes(rclo
     assert not list((rclone_s3.root / bucket).rglob('*.manifest.json')), 'a manifest without a verified archive'
     assert tree_state(dest) == before
     rclone_s3.start()
-    run = run_playbook([sync(**dict(args, bwlimit=None))])
+    run = run_playbook([sync(**{**args, 'bwlimit': None})])
     assert run.rc == 0, run.stdout
     res = run.task('sync')
     assert [c['archive'] for c in res['copied']] == [archive.name]
