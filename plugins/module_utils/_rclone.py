@@ -167,8 +167,8 @@ class Rclone(object):
         config = os.path.join(self.tmpdir, 'rclone.conf')
         os.close(os.open(config, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         env = dict((k, os.environ[k]) for k in PASS_ENV if k in os.environ)
-        env.update(PATH=os.environ.get('PATH') or '/usr/sbin:/usr/bin:/sbin:/bin', HOME=self.tmpdir, LANG='C',
-                   RCLONE_CONFIG=config, RCLONE_CACHE_DIR=os.path.join(self.tmpdir, 'cache'),
+        env.update(PATH=os.environ.get('PATH') or '/usr/sbin:/usr/bin:/sbin:/bin', HOME=self.tmpdir,
+                   LANG='C', LC_ALL='C', RCLONE_CONFIG=config, RCLONE_CACHE_DIR=os.path.join(self.tmpdir, 'cache'),
                    XDG_CACHE_HOME=os.path.join(self.tmpdir, 'cache'))
         # for the commands that need no remote (version, obscure): no secrets in their environment, nor in that
         # of the helpers they start (rclone version runs lsb_release)
