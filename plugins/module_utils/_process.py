@@ -18,9 +18,11 @@ import os
 LOCALE = (('LC_ALL', 'C'), ('LANG', 'C'))
 
 
-def command_env(extra=None):
-    """A copy of this process's environment with the C locale (plus `extra`), for subprocess env=."""
-    env = dict((key, value) for key, value in os.environ.items()
+def command_env(extra=None, inherit=True):
+    """A copy of this process's environment with the C locale (plus `extra`), for subprocess env=.
+    inherit=False starts from nothing (rclone: only the variables given, so none of the caller's credentials)."""
+    source = os.environ if inherit else {}
+    env = dict((key, value) for key, value in source.items()
                if not key.startswith('LC_') and key not in ('LANG', 'LANGUAGE'))
     env.update(LOCALE)
     if extra:

@@ -23,6 +23,7 @@ import sys
 import tempfile
 
 from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
+from ansible_collections.holdfast.volumes.plugins.module_utils._process import command_env
 
 REMOTE_NAME = 'holdfast'
 PRIVATE_PREFIX = 'holdfast-rclone-'
@@ -193,7 +194,8 @@ class Rclone(object):
         return env
 
     def _obscure(self, env, value):
-        proc = subprocess.run([self.executable, 'obscure', '-'], input=value.encode('utf-8'), env=self.plain_env,
+        proc = subprocess.run([self.executable, 'obscure', '-'], input=value.encode('utf-8'),
+                              env=command_env(self.plain_env, inherit=False),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
         if proc.returncode != 0:
             raise HoldfastError("rclone could not obscure a password option: %s"
@@ -235,7 +237,8 @@ class Rclone(object):
 
     def run(self, args, what, input_data=None, check=True, env=None):
         self.runs.append(args[0])
-        proc = subprocess.run(self.command(args), input=input_data, env=env or self.env, stdout=subprocess.PIPE,
+        proc = subprocess.run(self.command(args), input=input_data, env=command_env(env or self.env, inherit=False),
+                              stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, check=False)
         stderr = proc.stderr.decode('utf-8', 'replace')
         if check and proc.returncode != 0:
@@ -255,7 +258,8 @@ class Rclone(object):
         """A streaming rclone (e.g. cat); the caller reads stdout and waits."""
         self.runs.append(args[0])
         err = tempfile.TemporaryFile()
-        proc = subprocess.Popen(self.command(args), env=self.env, stdout=subprocess.PIPE, stderr=err,
+        proc = subprocess.Popen(self.command(args), env=command_env(self.env, inherit=False), stdout=subprocess.PIPE,
+                                stderr=err,
                                 stdin=subprocess.DEVNULL)
         return proc, err
 

@@ -173,3 +173,11 @@ def test_private_directories_of_killed_runs_are_removed(tmp_path, monkeypatch):
         (d / 'key').write_text('secret key')
     _rclone.remove_stale_private_dirs()
     assert not dead.exists() and alive.exists()
+
+
+def test_rclone_environment_inherits_nothing_of_the_caller(monkeypatch):
+    from ansible_collections.holdfast.volumes.plugins.module_utils._process import command_env
+    monkeypatch.setenv('AWS_SECRET_ACCESS_KEY', 'from-the-caller')
+    monkeypatch.setenv('RCLONE_CONFIG_HOLDFAST_TYPE', 'local')
+    assert command_env({'RCLONE_CONFIG_HOLDFAST_TYPE': 's3'}, inherit=False) == {
+        'RCLONE_CONFIG_HOLDFAST_TYPE': 's3', 'LC_ALL': 'C', 'LANG': 'C'}
