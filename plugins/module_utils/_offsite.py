@@ -326,7 +326,11 @@ def _sync(rclone, params, source, verify, check_mode):
                                          'auto or read'))
             continue
         else:
-            digest, got_size = read_back_sha256(rclone, rel, source)
+            try:
+                digest, got_size = read_back_sha256(rclone, rel, source)
+            except HoldfastError as exc:  # one unreadable copy must not keep the others from their manifests
+                result['failed'].append(dict(entry, reason=exc.msg))
+                continue
             if digest != item['backup']['manifest'].get('sha256'):
                 result['failed'].append(dict(entry, reason='read back: sha256 %s (%d bytes) does not match the '
                                              'manifest; its manifest was not uploaded' % (digest, got_size)))
