@@ -214,7 +214,7 @@ def test_killed_server_mid_upload_leaves_no_manifest_and_next_run_completes(rclo
     bucket = rclone_s3.bucket('offsite')
     args = dict(dest=str(dest), remote=rclone_s3.remote(bucket), host='h1', bwlimit='4M')
     before = tree_state(dest)
-    killer = threading.Timer(2.0, rclone_s3.kill)
+    killer = threading.Thread(target=kill_when_running, args=(rclone_s3, 'copy', 1, 1.0))  # 1 s into 6 s of upload
     killer.start()
     started = time.monotonic()
     run = run_playbook([sync(**args)])
@@ -313,9 +313,9 @@ def test_remote_info_restore_and_a_copy_corrupted_on_the_server(docker_client, p
     assert tree_state(dst_dir) == before, 'a refused restore touched the target'
 
 
-def kill_when_reading(server, needle, delay=0.3, timeout=120):
-    """Kill the server while the restore streams the archive: the second `rclone cat` of it (the first one reads
-    only the archive's first bytes, to see its layers), a moment after it started."""
+def kill_when_running(server, command, nth=1, delay=0.3, timeout=120):
+    """Kill the server `delay` seconds after the nth `rclone <command>` process appeared (for a restore, cat number 2
+    is the stream being extracted: number 1 reads only the archive's first bytes, to see its layers)."""
     deadline = time.monotonic() + timeout
     seen = []
     while time.monotonic() < deadline:
@@ -324,10 +324,10 @@ def kill_when_reading(server, needle, delay=0.3, timeout=120):
                 argv = open('/proc/%s/cmdline' % pid, 'rb').read().split(b'\0')
             except OSError:
                 continue
-            if len(argv) > 2 and os.path.basename(argv[0]) == b'rclone' and argv[1] == b'cat' and \
-                    needle.encode() in argv[2] and pid not in seen:
+            if len(argv) > 2 and os.path.basename(argv[0]) == b'rclone' and argv[1] == command.encode() and \
+                    pid not in seen:
                 seen.append(pid)
-                if len(seen) == 2:
+                if len(seen) == nth:
                     time.sleep(delay)
                     server.kill()
                     return
@@ -349,7 +349,7 @@ def test_remote_restore_cut_off_midway_leaves_target_untouched(docker_client, pr
     time.sleep(1.2)  # the server's directory cache
     Path(src_dir, 'blob').write_bytes(b'changed since the backup')
     before = tree_state(src_dir)
-    killer = threading.Thread(target=kill_when_reading, args=(rclone_s3, '.tar'))
+    killer = threading.Thread(target=kill_when_running, args=(rclone_s3, 'cat', 2))
     killer.start()
     run = run_playbook([restore(remote=rclone_s3.remote(bucket), host='web1', volume=vol, replace=True)])
     killer.join()
