@@ -496,6 +496,8 @@ def _member(reader, header, typeflag, size, records, long_name, long_link, offse
              mtime=_time(pax['mtime'], 'mtime') if 'mtime' in pax else str(parse_number(header[136:148], 'mtime')),
              atime=_time(pax['atime'], 'atime') if 'atime' in pax else None,
              devmajor=0, devminor=0, extra=extra, stored=size, size=size, sparse=None, skip=0)
+    if kind == 'symlink' and not link:
+        raise TarFormatError('a symlink (%s) with an empty target' % m['path'])
     if kind in ('char', 'block'):
         m['devmajor'] = parse_number(header[329:337], 'devmajor', MAX_ID)
         m['devminor'] = parse_number(header[337:345], 'devminor', MAX_ID)
