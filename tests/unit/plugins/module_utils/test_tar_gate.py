@@ -10,13 +10,13 @@ import os
 import signal
 import stat
 import subprocess
-import sys
 import tarfile
 import tracemalloc
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from trees import populate, snapshot
 
 from ansible_collections.holdfast.volumes.plugins.module_utils._archive import MemberChecker
 from ansible_collections.holdfast.volumes.plugins.module_utils._restore import TAR_EXTRACT
@@ -30,9 +30,6 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._tar_gate import 
     reserve_bytes,
     ustar_header,
 )
-
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', '..', '..', 'helpers'))
-from trees import populate, snapshot  # noqa: E402
 
 END = b'\0' * 1024
 
@@ -303,7 +300,8 @@ def _expected(record):
     return out
 
 
-@settings(max_examples=int(os.environ.get('HOLDFAST_FUZZ_EXAMPLES', '120')), deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=int(os.environ.get('HOLDFAST_FUZZ_EXAMPLES', '120')), deadline=None, database=None,
+          suppress_health_check=list(HealthCheck))
 @given(st.lists(st.tuples(st.sampled_from(HEADERS), st.sampled_from(sorted(FIELDS)), st.sampled_from(VALUES),
                           st.booleans()), min_size=1, max_size=3))
 def test_fuzz_whatever_lands_is_what_the_checker_reported(tmp_path_factory, mutations):
