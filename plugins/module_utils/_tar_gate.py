@@ -33,6 +33,7 @@ XHDR_MAX = 4 * 1024 * 1024          # one extended header (pax, long name, long 
 XHDR_TOTAL_MAX = 8 * 1024 * 1024    # all extended headers of one member, and the global records together
 MAX_SIZE = (1 << 63) - 1
 MAX_ID = 0xFFFFFFFE
+MAX_DEV = 8 ** 7 - 1  # what a ustar device field holds (Linux: 12-bit majors, 20-bit minors)
 OUT_BUFFER = 1024 * 1024
 KIND_BY_TYPE = {b'0': 'file', b'\0': 'file', b'7': 'file', b'S': 'file', b'1': 'hardlink', b'2': 'symlink',
                 b'3': 'char', b'4': 'block', b'5': 'dir', b'D': 'dir', b'6': 'fifo'}
@@ -209,6 +210,9 @@ def _check_map(entries, realsize, stored):
 
 # -- writing ------------------------------------------------------------------------------------------------------
 def _octal(value, width):
+    """An octal field that fits its width exactly: a longer one would shift every later byte of the stream."""
+    if not 0 <= value < 8 ** (width - 1):
+        raise ValueError('%d does not fit a %d-byte tar field' % (value, width))
     return ('%0*o' % (width - 1, value)).encode('ascii') + b'\0'
 
 
@@ -222,6 +226,8 @@ def pax_record(key, value):
 
 def ustar_header(name, typeflag, mode=0o644, uid=0, gid=0, size=0, mtime=0, linkname=b'', devmajor=0,
                  devminor=0):
+    if len(name) > 100 or len(linkname) > 100:
+        raise ValueError('a name or link of more than 100 bytes does not fit a ustar header')
     header = bytearray(BLOCK)
     header[0:len(name)] = name
     header[100:108] = _octal(mode, 8)
@@ -236,6 +242,7 @@ def ustar_header(name, typeflag, mode=0o644, uid=0, gid=0, size=0, mtime=0, link
     header[329:337] = _octal(devmajor, 8)
     header[337:345] = _octal(devminor, 8)
     header[148:156] = ('%06o' % sum(header)).encode('ascii') + b'\0 '
+    assert len(header) == BLOCK
     return bytes(header)
 
 
@@ -321,7 +328,7 @@ class DiskGuard(object):
     inodes). Members are charged before they are written; statvfs is asked again whenever the bytes charged since
     the last look could exhaust half of the headroom it saw, and every 64 MiB inside a large member."""
 
-    LAG = 8 * 1024 * 1024  # what may sit in pipes and the extractor's buffers, not yet on disk
+    LAG = 4 * 1024 * 1024  # what may sit in our buffer, the pipe and the extractor's buffers, not yet on disk
     TICK = 64 * 1024 * 1024
 
     def __init__(self, path, reserve, statvfs=os.statvfs):
@@ -499,8 +506,8 @@ def _member(reader, header, typeflag, size, records, long_name, long_link, offse
     if kind == 'symlink' and not link:
         raise TarFormatError('a symlink (%s) with an empty target' % m['path'])
     if kind in ('char', 'block'):
-        m['devmajor'] = parse_number(header[329:337], 'devmajor', MAX_ID)
-        m['devminor'] = parse_number(header[337:345], 'devminor', MAX_ID)
+        m['devmajor'] = parse_number(header[329:337], 'devmajor', MAX_DEV)
+        m['devminor'] = parse_number(header[337:345], 'devminor', MAX_DEV)
     if kind == 'file':
         m['sparse_source'] = (header, typeflag, pax, sparse00)  # read after the checker accepted the name
     elif typeflag == b'D' or kind == 'other':

@@ -50,11 +50,10 @@ options:
     default: false
   disk_reserve:
     description:
-      - Free space to leave on the filesystem that receives the content. The restore checks it before extracting
-        (against the manifest's C(bytes_raw) when there is one) and while extracting, and stops and cleans up
-        before the filesystem would fall under it (or under 1 % of its inodes). The previous content stays intact.
-      - A size (V(1G), V(512M), V(0) to use the filesystem up to the last block) or a percentage of the
-        filesystem (V(5%)). Default 5 % of the filesystem, at most 1 GiB.
+      - Free space to leave on the filesystem that receives the seed. The seed stops and cleans up before the
+        filesystem would fall under it (or under 1 % of its inodes) while extracting. The volume stays as it was.
+      - A size (V(1G), V(512M), V(0) for no reserve) or a percentage of the filesystem (V(5%)). Default 5 % of
+        the filesystem, at most 1 GiB.
     type: str
 attributes:
   check_mode:
