@@ -169,7 +169,9 @@ def pax_records(data):
     pos = 0
     end = len(data)
     while pos < end:
-        if data[pos:].strip(b'\0') == b'':
+        if data[pos:pos + 1] == b'\0':
+            if data[pos:].strip(b'\0'):
+                raise TarFormatError('bad pax record at offset %d' % pos)
             break  # padding after the last record
         space = data.find(b' ', pos, pos + 21)
         if space < 0 or not _DECIMAL_RE.match(data[pos:space]):
@@ -454,9 +456,12 @@ def _read_member(reader, state):
                 state['global_bytes'] += size
                 if state['global_bytes'] > XHDR_TOTAL_MAX:
                     raise TarFormatError('pax global headers of more than %d bytes' % XHDR_TOTAL_MAX)
-                state['global'].extend(records)
+                state['global'].update(records)
+                if len(state['global']) > 64:
+                    raise TarFormatError('pax global headers with more than 64 keywords')
             continue
-        return _member(reader, header, typeflag, size, state['global'] + pending_x, long_name, long_link, offset)
+        return _member(reader, header, typeflag, size, list(state['global'].items()) + pending_x, long_name,
+                       long_link, offset)
 
 
 def _member(reader, header, typeflag, size, records, long_name, long_link, offset):
@@ -473,14 +478,13 @@ def _member(reader, header, typeflag, size, records, long_name, long_link, offse
     if long_link is not None:
         link = long_link
     pax = {}
-    extra = []
+    extra = {}
     sparse00 = []
     for key, value in records:
         if key == 'GNU.sparse.offset' or key == 'GNU.sparse.numbytes':
             sparse00.append((key, value))
         elif key.startswith('SCHILY.xattr.') or key in ('SCHILY.acl.access', 'SCHILY.acl.default'):
-            extra = [(k, v) for k, v in extra if k != key.encode('utf-8', 'surrogateescape')]
-            extra.append((key.encode('utf-8', 'surrogateescape'), value))
+            extra[key.encode('utf-8', 'surrogateescape')] = value  # the last one wins
         elif value == b'':
             pax.pop(key, None)  # an empty value deletes the record (POSIX), e.g. a global one
         else:
@@ -502,7 +506,7 @@ def _member(reader, header, typeflag, size, records, long_name, long_link, offse
              gid=_decimal(pax['gid'], 'gid', MAX_ID) if 'gid' in pax else parse_number(header[116:124], 'gid', MAX_ID),
              mtime=_time(pax['mtime'], 'mtime') if 'mtime' in pax else str(parse_number(header[136:148], 'mtime')),
              atime=_time(pax['atime'], 'atime') if 'atime' in pax else None,
-             devmajor=0, devminor=0, extra=extra, stored=size, size=size, sparse=None, skip=0)
+             devmajor=0, devminor=0, extra=list(extra.items()), stored=size, size=size, sparse=None, skip=0)
     if kind == 'symlink' and not link:
         raise TarFormatError('a symlink (%s) with an empty target' % m['path'])
     if kind in ('char', 'block'):
@@ -539,16 +543,20 @@ def _sparse(reader, m, header, typeflag, pax, sparse00):
         major = pax.get('GNU.sparse.major')
         realsize = _decimal(pax.get('GNU.sparse.realsize') or pax.get('GNU.sparse.size') or b'', 'realsize')
         if major == b'1' and pax.get('GNU.sparse.minor') == b'0':
-            text = b''
+            blocks = []
+            newlines = 0
+            count = None
             while True:  # the map leads the data: decimal lines, padded to a block
-                if len(text) >= XHDR_MAX or len(text) + BLOCK > size:
+                if len(blocks) * BLOCK >= XHDR_MAX or (len(blocks) + 1) * BLOCK > size:
                     raise TarFormatError('a sparse map of more than %d bytes, or longer than its member' % XHDR_MAX)
-                text += reader.read_exact(BLOCK)
-                lines = text.split(b'\n')
-                if len(lines) > 1:
-                    count = _decimal(lines[0], 'sparse map count', XHDR_MAX)
-                    if len(lines) > 2 * count + 1:
-                        break
+                blocks.append(reader.read_exact(BLOCK))
+                newlines += blocks[-1].count(b'\n')
+                if count is None and newlines:
+                    count = _decimal(b''.join(blocks).split(b'\n', 1)[0], 'sparse map count', XHDR_MAX)
+                if count is not None and newlines > 2 * count:
+                    break
+            text = b''.join(blocks)
+            lines = text.split(b'\n')
             numbers = [_decimal(v, 'sparse map entry') for v in lines[1:2 * count + 1]]
             if b'\n'.join(lines[2 * count + 1:]).strip(b'\0'):
                 raise TarFormatError('garbage after a sparse map')
@@ -589,8 +597,7 @@ def gate_stream(raw, checker, sink=None, guard=None, limit=None, record=None):
     """
     reader = BlockReader(raw, limit=limit)
     out = Emitter(sink) if sink is not None else None
-    state = dict(global_bytes=0)
-    state['global'] = []
+    state = {'global_bytes': 0, 'global': {}}  # the pax global records in force, applied to every later member
     tick = guard.tick if guard is not None else None
     while True:
         m = _read_member(reader, state)

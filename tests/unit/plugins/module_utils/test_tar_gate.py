@@ -129,6 +129,31 @@ def test_many_extended_headers_for_one_member_are_capped():
         gate(ROOT + big * 3 + header(b'./a') + END)
 
 
+def test_extended_headers_at_the_cap_take_linear_time():
+    signal.alarm(20)  # quadratic work on megabytes of tiny records would take hours
+    try:
+        tiny = b'6 a=b\n' * ((1 << 19) // 6)
+        data = ROOT + header(b'./@PaxHeader', b'x', size=len(tiny)) + tiny + b'\0' * (-len(tiny) % 512)
+        xattrs = b''.join(pax_record(b'SCHILY.xattr.user.%d' % i, b'') for i in range(20000))
+        data += header(b'./f') + header(b'./@PaxHeader', b'x', size=len(xattrs)) + xattrs \
+            + b'\0' * (-len(xattrs) % 512)
+        pairs = 50000  # a GNU sparse 1.0 map of half a megabyte, leading the data
+        text = b'%d\n' % pairs + b''.join(b'%d\n1\n' % (i * 2) for i in range(pairs))
+        text += b'\0' * (-len(text) % 512)
+        sparse = [(b'GNU.sparse.major', b'1'), (b'GNU.sparse.minor', b'0'), (b'GNU.sparse.name', b'./s'),
+                  (b'GNU.sparse.realsize', b'%d' % (pairs * 2))]
+        data += pax(b'x', sparse) + header(b'./s', size=len(text) + pairs) + text + b'1' * pairs \
+            + b'\0' * (-pairs % 512) + END
+        record = []
+        gate(data, record=record)
+        assert [(m['path'], m['size']) for m in record] == [('', 0), ('f', 0), ('s', pairs * 2)]
+        globals_ = pax(b'g', [(b'k%d' % i, b'v') for i in range(65)])
+        with pytest.raises(TarFormatError, match='64 keywords'):
+            gate(ROOT + globals_ + header(b'./f') + END)
+    finally:
+        signal.alarm(0)
+
+
 @pytest.mark.parametrize('typeflag, link', [(b'2', b'target'), (b'1', b'./f'), (b'5', b''), (b'6', b'')])
 def test_members_without_data_must_not_claim_any(typeflag, link):
     data = ROOT + header(b'./f', size=1) + b'f' + b'\0' * 511 + header(b'./x', typeflag, size=512, linkname=link) \
