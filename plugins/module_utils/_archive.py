@@ -28,10 +28,7 @@ import re
 import stat
 
 from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
-from ansible_collections.holdfast.volumes.plugins.module_utils._tar_gate import (  # noqa: F401 - re-exported
-    TarFormatError,
-    gate_stream,
-)
+from ansible_collections.holdfast.volumes.plugins.module_utils._tar_gate import gate_stream
 
 FORMAT = 'holdfast.volumes/backup'
 FORMAT_VERSION = 1

@@ -12,13 +12,13 @@ import pytest
 
 from ansible_collections.holdfast.volumes.plugins.module_utils._archive import (
     MemberChecker,
-    TarFormatError,
     archive_name,
     detect_layers,
     gate_tar_stream,
     manifest_name_for,
     safe_folder_name,
 )
+from ansible_collections.holdfast.volumes.plugins.module_utils._tar_gate import TarFormatError
 
 
 def build(fmt, long=False):
