@@ -45,6 +45,7 @@ NAME_RE = re.compile(r'^(?P<base>(?P<volume>.+)-(?P<stamp>\d{8}T\d{6}Z))'
 ZSTD_MAGIC = b'\x28\xb5\x2f\xfd'
 GZIP_MAGIC = b'\x1f\x8b'
 AGE_MAGIC = b'age-encryption.org/v1'
+PATH_MAX = 4096  # longer names cannot be created on Linux; checking them would cost quadratic time
 
 
 def stamp(when):
@@ -226,6 +227,8 @@ class MemberChecker(object):
     def check(self, name, kind, linkname=None):
         """kind: file, dir, symlink, hardlink, char, block, fifo, other. Returns the normalised path or None."""
         self.count += 1
+        if len(name) > PATH_MAX or len(linkname or '') > PATH_MAX:
+            return self._refuse(name[:200], 'a name or link longer than %d characters' % PATH_MAX)
         if name.startswith('/') or name.startswith('\\'):
             return self._refuse(name, 'absolute path')
         path = self.normalise(name)

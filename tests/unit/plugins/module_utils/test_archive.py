@@ -175,6 +175,8 @@ class TestChecker:
         assert self.kinds(('.', 'file')).refused
         assert not self.kinds(('f', 'file'), ('f', 'file')).refused  # a rewritten file is fine
         assert self.kinds(('a/../../x', 'file')).refused
+        assert 'longer than' in self.kinds(('a/' * 1000000, 'dir')).refused[0]['reason']  # refused at once
+        assert 'through the file' in self.kinds(('f', 'file'), ('f/x', 'file')).refused[0]['reason']
 
 
 def test_names():
