@@ -160,7 +160,7 @@ def _time(value, what):
 
 def checksum_ok(header):
     stored = parse_number(header[148:156], 'checksum', maximum=BLOCK * 255)
-    return stored == sum(bytearray(header[:148])) + 8 * 32 + sum(bytearray(header[156:]))
+    return stored == sum(header) - sum(header[148:156]) + 8 * 32
 
 
 def pax_records(data):
@@ -211,11 +211,7 @@ def _check_map(entries, realsize, stored):
 
 
 # -- writing ------------------------------------------------------------------------------------------------------
-def _octal(value, width):
-    """An octal field that fits its width exactly: a longer one would shift every later byte of the stream."""
-    if not 0 <= value < 8 ** (width - 1):
-        raise ValueError('%d does not fit a %d-byte tar field' % (value, width))
-    return ('%0*o' % (width - 1, value)).encode('ascii') + b'\0'
+_MAX7, _MAX11 = 8 ** 7, 8 ** 11
 
 
 def pax_record(key, value):
@@ -228,24 +224,22 @@ def pax_record(key, value):
 
 def ustar_header(name, typeflag, mode=0o644, uid=0, gid=0, size=0, mtime=0, linkname=b'', devmajor=0,
                  devminor=0):
+    """One ustar block, every field exactly its width (a longer one would shift every later byte of the stream)."""
     if len(name) > 100 or len(linkname) > 100:
         raise ValueError('a name or link of more than 100 bytes does not fit a ustar header')
-    header = bytearray(BLOCK)
-    header[0:len(name)] = name
-    header[100:108] = _octal(mode, 8)
-    header[108:116] = _octal(uid, 8)
-    header[116:124] = _octal(gid, 8)
-    header[124:136] = _octal(size, 12)
-    header[136:148] = _octal(mtime, 12)
-    header[148:156] = b' ' * 8
-    header[156:157] = typeflag
-    header[157:157 + len(linkname)] = linkname
-    header[257:265] = b'ustar\x0000'
-    header[329:337] = _octal(devmajor, 8)
-    header[337:345] = _octal(devminor, 8)
-    header[148:156] = ('%06o' % sum(header)).encode('ascii') + b'\0 '
+    if not (0 <= mode < _MAX7 and 0 <= uid < _MAX7 and 0 <= gid < _MAX7 and 0 <= size < _MAX11
+            and 0 <= mtime < _MAX11 and 0 <= devmajor < _MAX7 and 0 <= devminor < _MAX7):
+        raise ValueError('a number that does not fit its ustar field')
+    block = b''.join((name.ljust(100, b'\0'), b'%07o\0%07o\0%07o\0%011o\0%011o\0' % (mode, uid, gid, size, mtime),
+                      b'        ', typeflag, linkname.ljust(100, b'\0'), b'ustar\x0000', _UGNAME,
+                      b'%07o\0%07o\0' % (devmajor, devminor), _PREFIX))
+    header = block[:148] + b'%06o\0 ' % sum(block) + block[156:]
     assert len(header) == BLOCK
-    return bytes(header)
+    return header
+
+
+_UGNAME = b'\0' * 64
+_PREFIX = b'\0' * 167
 
 
 def _padding(size):
@@ -274,6 +268,9 @@ class Emitter(object):
         if self.buf:
             self.sink.write(self.buf)
             self.buf = bytearray()
+
+
+_XHEADERS = {}  # the pax header block depends only on the size of its records
 
 
 def encode_member(m):
@@ -305,14 +302,17 @@ def encode_member(m):
     if '.' in mtime or not 0 <= whole < 8 ** 11:
         records.append((b'mtime', mtime.encode('ascii')))
         whole = 0 if not 0 <= whole < 8 ** 11 else whole
-    if m.get('atime'):
-        records.append((b'atime', m['atime'].encode('ascii')))
     for key, value in m['extra']:
         records.append((key, value))
     out = b''
     if records:
         body = b''.join(pax_record(k, v) for k, v in records)
-        out += ustar_header(b'./@PaxHeader', b'x', size=len(body)) + body + _padding(len(body))
+        xheader = _XHEADERS.get(len(body))
+        if xheader is None:
+            xheader = ustar_header(b'./@PaxHeader', b'x', size=len(body))
+            if len(_XHEADERS) < 4096:
+                _XHEADERS[len(body)] = xheader
+        out += xheader + body + _padding(len(body))
     out += ustar_header(name, TYPE_BY_KIND[m['kind']], mode=m['mode'], uid=fields['uid'], gid=fields['gid'],
                         size=fields['size'], mtime=whole, linkname=link, devmajor=m['devmajor'],
                         devminor=m['devminor'])
@@ -505,7 +505,6 @@ def _member(reader, header, typeflag, size, records, long_name, long_link, offse
              uid=_decimal(pax['uid'], 'uid', MAX_ID) if 'uid' in pax else parse_number(header[108:116], 'uid', MAX_ID),
              gid=_decimal(pax['gid'], 'gid', MAX_ID) if 'gid' in pax else parse_number(header[116:124], 'gid', MAX_ID),
              mtime=_time(pax['mtime'], 'mtime') if 'mtime' in pax else str(parse_number(header[136:148], 'mtime')),
-             atime=_time(pax['atime'], 'atime') if 'atime' in pax else None,
              devmajor=0, devminor=0, extra=list(extra.items()), stored=size, size=size, sparse=None, skip=0)
     if kind == 'symlink' and not link:
         raise TarFormatError('a symlink (%s) with an empty target' % m['path'])
