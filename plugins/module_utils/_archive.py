@@ -243,9 +243,9 @@ class MemberChecker(object):
         for i in range(1, len(parts)):
             if '/'.join(parts[:i]) in self.symlinks:
                 return self._refuse(name, 'goes through the symlink %s' % '/'.join(parts[:i]))
-            if self.kinds.get('/'.join(parts[:i]), 'dir') != 'dir':
-                return self._refuse(name, 'goes through the %s %s' % (self.kinds['/'.join(parts[:i])],
-                                                                       '/'.join(parts[:i])))
+            ancestor = '/'.join(parts[:i])
+            if self.kinds.get(ancestor, 'dir') != 'dir':
+                return self._refuse(name, 'goes through the %s %s' % (self.kinds[ancestor], ancestor))
         previous = self.kinds.get(path)
         if previous is not None and previous != kind and not (previous == 'file' and kind == 'hardlink'):
             return self._refuse(name, 'changes an earlier %s into a %s' % (previous, kind))

@@ -351,8 +351,8 @@ class DiskGuard(object):
 
     def _fail(self, free, need):
         raise GateLimit('stopped before the filesystem of %s falls under its reserve of %s free (%s free, %s more '
-                        'needed); nothing was changed in the target' % (self.path, human(self.reserve), human(free),
-                                                                          human(need)))
+                        'needed); nothing was changed in the target'
+                        % (self.path, human(self.reserve), human(free), human(need)))
 
     def check(self, need=0):
         free, inodes, inode_reserve = self.free()

@@ -267,8 +267,8 @@ def _base_archive():
         add('d', 'dir', mode=0o750)
         add('d/file', data=b'hello\n')
         # data that is itself a header: a fifo and an escaping symlink, waiting for a framing mistake
-        add('carrier', data=bytes(header(b'./smuggled-fifo', b'6')) + bytes(header(b'./shadow', b'2',
-                                                                                    linkname=b'/etc/shadow')))
+        carrier = header(b'./smuggled-fifo', b'6') + header(b'./shadow', b'2', linkname=b'/etc/shadow')
+        add('carrier', data=carrier)
         add('link', 'sym', link='d/file')
         add('hard', 'hard', link='d/file')
         add('n' * 120, data=b'long name')
