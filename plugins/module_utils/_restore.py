@@ -31,9 +31,7 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._archive import (
     AGE_MAGIC,
     NAME_RE,
     MemberChecker,
-    TarFormatError,
     fsync_dir,
-    gate_tar_stream,
     list_backups,
     manifest_name_for,
     safe_folder_name,
@@ -54,6 +52,15 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._errors import Ho
 from ansible_collections.holdfast.volumes.plugins.module_utils._offsite import locate_remote
 from ansible_collections.holdfast.volumes.plugins.module_utils._process import command_env
 from ansible_collections.holdfast.volumes.plugins.module_utils._quiesce import Quiesce, containers_using
+from ansible_collections.holdfast.volumes.plugins.module_utils._tar_gate import (
+    DiskGuard,
+    GateLimit,
+    TarFormatError,
+    default_reserve,
+    gate_stream,
+    human,
+    reserve_bytes,
+)
 from ansible_collections.holdfast.volumes.plugins.module_utils._volume_access import VolumeAccess, dir_is_empty
 from ansible_collections.holdfast.volumes.plugins.module_utils._volume_model import restore_labels
 
@@ -186,21 +193,84 @@ class _Pipeline(object):
                 pass
 
 
-def _gate(path, manifest, identity, allow_special, sink=None, escaping_links=False):
-    """Decrypt/decompress the archive and pass it through the member gate. Returns (pipe, checker, problem)."""
+def _raw_limit(manifest):
+    """The manifest's size of the tar stream: a restore stops as soon as the stream holds more."""
+    raw = (manifest or {}).get('bytes_raw')
+    return raw if isinstance(raw, int) and not isinstance(raw, bool) and raw > 0 else None
+
+
+def _gate(path, manifest, identity, allow_special, sink=None, escaping_links=False, guard=None):
+    """Decrypt/decompress the archive and pass it through the tar gate, which writes its own re-encoding of the
+    accepted members to sink. Returns (pipe, checker, problem); raises HoldfastError at a bound (GateLimit)."""
     pipe = _Pipeline(path, identity)
     checker = MemberChecker(allow_special=allow_special, refuse_escaping_links=escaping_links)
     problem = None
     try:
         grow_pipe(pipe.stdout)
-        gate_tar_stream(pipe.stdout, checker, sink)
+        gate_stream(pipe.stdout, checker, sink, guard=guard, limit=_raw_limit(manifest))
     except TarFormatError as exc:
         problem = str(exc)
+    except GateLimit as exc:
+        pipe.kill()
+        pipe.finish()
+        raise HoldfastError("Stopped restoring %s: %s." % (path, exc)) from None
     except BrokenPipeError:
         problem = 'the extracting tar stopped early'
     except OSError as exc:
         problem = 'reading the archive: %s' % exc
     return pipe, checker, problem
+
+
+def _disk_guard(params, manifest, where):
+    """Check the free space of the filesystem holding `where` before extracting; returns the guard for the rest."""
+    spec = params.get('disk_reserve')
+    try:
+        reserve = default_reserve(where) if spec in (None, '') else reserve_bytes(spec, where)
+    except ValueError as exc:
+        raise HoldfastError("disk_reserve: %s." % exc) from None
+    guard = DiskGuard(where, reserve)
+    need = _raw_limit(manifest) or 0
+    free = guard.free()[0]
+    if need and free - reserve < need:
+        raise HoldfastError("Not enough free space to restore: the archive holds %s (its manifest's bytes_raw) and "
+                            "the filesystem of %s has %s free, of which %s is kept in reserve (disk_reserve). Free "
+                            "some space or restore elsewhere; the target was not touched."
+                            % (human(need), where, human(free), human(reserve)))
+    return guard
+
+
+def extract_gated(params, archive, manifest, staging):
+    """Extract the archive into the (empty) staging directory: GNU tar reads only the gate's re-encoding of the
+    members the checker accepted, under the disk guard. Returns the checked summary (see _judge); on any failure
+    the extractor is stopped before this raises, so the caller can remove staging."""
+    guard = _disk_guard(params, manifest, staging)
+    err = tempfile.TemporaryFile()
+    tar = subprocess.Popen(TAR_EXTRACT + ['-C', staging], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                           stderr=err, env=command_env())
+    grow_pipe(tar.stdin)
+    try:
+        try:
+            pipe, checker, problem = _gate(archive, manifest, params.get('identity'),
+                                           params.get('allow_special_files'), sink=tar.stdin,
+                                           escaping_links=params.get('_refuse_escaping_links', False), guard=guard)
+        finally:
+            try:
+                tar.stdin.close()
+            except OSError:
+                pass
+    except BaseException:
+        tar.kill()
+        tar.wait()
+        raise
+    if checker.refused or problem:
+        tar.kill()
+    code = tar.wait()
+    checked = _judge(archive, manifest, pipe, checker, problem)
+    if code != 0:
+        err.seek(0)
+        raise HoldfastError("Extraction failed; the target was not touched: tar exited %d: %s"
+                            % (code, err.read().decode('utf-8', 'replace').strip()[-600:]))
+    return checked
 
 
 def _judge(path, manifest, pipe, checker, problem):
@@ -414,27 +484,7 @@ def _restore_host(params, archive, manifest, target_dir, quiesce):
         old = os.path.join(parent, '.holdfast-previous-%s-%s' % (os.path.basename(target_dir), token))
     os.mkdir(staging, 0o700)
     try:
-        err = tempfile.TemporaryFile()
-        tar = subprocess.Popen(TAR_EXTRACT + ['-C', staging], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                               stderr=err, env=command_env())
-        grow_pipe(tar.stdin)
-        try:
-            pipe, checker, problem = _gate(archive, manifest, params.get('identity'),
-                                           params.get('allow_special_files'), sink=tar.stdin,
-                                           escaping_links=params.get('_refuse_escaping_links', False))
-        finally:
-            try:
-                tar.stdin.close()
-            except OSError:
-                pass
-        if checker.refused or problem:
-            tar.kill()
-        code = tar.wait()
-        checked = _judge(archive, manifest, pipe, checker, problem)
-        if code != 0:
-            err.seek(0)
-            raise HoldfastError("Extraction failed; the target was not touched: tar exited %d: %s"
-                                % (code, err.read().decode('utf-8', 'replace').strip()[-600:]))
+        checked = extract_gated(params, archive, manifest, staging)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -503,20 +553,53 @@ def _swap_entries(target, staging, old):
 
 
 def _restore_engine(client, params, archive, target_vol, checked):
-    """Into an empty volume reached through the Engine: stream the verified tar through put_archive."""
+    """Into an empty volume reached through the Engine: stream the gate's re-encoding of the verified archive
+    through put_archive, so the Engine's tar reader, too, sees only headers the gate wrote."""
     access = VolumeAccess(client, params.get('docker_host'))
     with access.engine_mount(target_vol['Name']) as cid:
-        pipe = _Pipeline(archive, params.get('identity'))
-        try:
-            access.engine_write(cid, pipe.stdout)
-        except HoldfastError:
-            pipe.kill()
-            pipe.finish()
-            raise
-        failures = pipe.finish()
-        if failures or pipe.digest.hexdigest() != checked['sha256']:
+        read_fd, write_fd = os.pipe()
+        outcome = {}
+
+        def produce():
+            sink = os.fdopen(write_fd, 'wb', buffering=1024 * 1024)
+            try:
+                outcome['gate'] = _gate(archive, None, params.get('identity'), params.get('allow_special_files'),
+                                        sink=sink, escaping_links=params.get('_refuse_escaping_links', False))
+                if outcome['gate'][1].refused or outcome['gate'][2]:
+                    sink.write(b'\xff' * 512)  # a broken header: the Engine must fail, not stop "cleanly"
+            except BaseException as exc:
+                outcome['error'] = exc
+                try:
+                    sink.write(b'\xff' * 512)
+                except (OSError, ValueError):
+                    pass
+            finally:
+                try:
+                    sink.close()
+                except (OSError, ValueError):
+                    pass
+
+        worker = threading.Thread(target=produce)
+        worker.daemon = True
+        worker.start()
+        with os.fdopen(read_fd, 'rb') as stream:
+            try:
+                access.engine_write(cid, stream)
+            finally:
+                stream.close()
+                worker.join()
+        if 'error' in outcome:
             raise HoldfastError("Restoring through the Engine failed; volume %s may hold part of the archive: %s"
-                                % (target_vol['Name'], "; ".join(failures) or 'archive changed during restore'))
+                                % (target_vol['Name'], outcome['error']))
+        pipe, checker, problem = outcome['gate']
+        try:
+            again = _judge(archive, None, pipe, checker, problem)
+        except HoldfastError as exc:
+            raise HoldfastError("Restoring through the Engine failed; volume %s may hold part of the archive: %s"
+                                % (target_vol['Name'], exc)) from None
+        if again['sha256'] != checked['sha256']:
+            raise HoldfastError("Restoring through the Engine failed; volume %s may hold part of the archive: the "
+                                "archive changed during the restore" % target_vol['Name'])
 
 
 __all__ = ['run_restore', 'verify_archive', 'FolderLock']

@@ -90,7 +90,7 @@ def run_seed(params, check_mode=False):
             if uid is not None or gid is not None:
                 raise HoldfastError("owner/group on a volume reached through the Engine: seed first, then use "
                                     "holdfast.volumes.volume_permissions.")
-            _restore_engine(client, dict(params), archive, vol, checked)
+            _restore_engine(client, dict(params, _refuse_escaping_links=True), archive, vol, checked)
             return result
 
         def before_swap(staging):

@@ -22,6 +22,11 @@ description:
     members whose path goes through a symlink (also one the archive itself created), hard links to anything but an
     earlier regular member, a path that changes type, and device nodes or fifos unless O(allow_special_files).
     Symlinks are data. They are restored as they are, whatever they point to; nothing is written through one.
+  - No second parser. The archive is read once, strictly (ambiguous numbers, oversized extended headers, data on
+    links or directories are refused), and GNU tar extracts only the module's own re-encoding of the members that
+    passed the checks. A header GNU tar would read differently from the checker cannot reach it.
+  - Bounded. A restore stops as soon as the archive holds more than its manifest's C(bytes_raw), and before the
+    target's filesystem falls under O(disk_reserve).
   - Never half-restored. The archive is extracted into a staging directory beside the target (same filesystem),
     then swapped into place with renames. Any failure before the swap leaves the previous content intact.
   - Restores ownership (numeric), modes, timestamps, links, xattrs and ACLs exactly.
@@ -99,6 +104,14 @@ options:
       - Restore device nodes and fifos. Off by default; such members are refused.
     type: bool
     default: false
+  disk_reserve:
+    description:
+      - Free space to leave on the filesystem that receives the content. The restore checks it before extracting
+        (against the manifest's C(bytes_raw) when there is one) and while extracting, and stops and cleans up
+        before the filesystem would fall under it (or under 1 % of its inodes). The previous content stays intact.
+      - A size (V(1G), V(512M), V(0) for no reserve) or a percentage of the filesystem (V(5%)). Default 5 % of
+        the filesystem, at most 1 GiB.
+    type: str
   quiesce:
     description:
       - V(stop) stops the running containers that use the target for the swap and starts them again afterwards.
@@ -237,6 +250,7 @@ def main():
         force=dict(type='bool', default=False),
         identity=dict(type='path', no_log=False),
         allow_special_files=dict(type='bool', default=False),
+        disk_reserve=dict(type='str'),
         quiesce=dict(type='str', default='none', choices=['none', 'stop']),
         stop_timeout=dict(type='int', default=30),
         state_dir=dict(type='path', default=DEFAULT_STATE_DIR),

@@ -17,7 +17,8 @@ description:
     alone (no change), unless O(force).
   - The seed goes through the same checks as a restore, plus one. Absolute paths, C(..) components, paths through
     symlinks, foreign hard links, devices and fifos are refused. Symlinks that point outside the volume are refused
-    too. Nothing is written when anything is refused.
+    too. Nothing is written when anything is refused. GNU tar extracts only the module's own re-encoding of the
+    members that passed the checks, and the seed stops before the filesystem falls under O(disk_reserve).
   - The content is staged beside the volume's data and swapped in, so a failed seed leaves the volume as it was.
   - To seed from files on the controller, copy them to the managed host first (see the examples).
 author:
@@ -47,6 +48,13 @@ options:
     description: Allow device nodes and fifos in the seed.
     type: bool
     default: false
+  disk_reserve:
+    description:
+      - Free space to leave on the filesystem that receives the seed. The seed stops and cleans up before the
+        filesystem would fall under it (or under 1 % of its inodes) while extracting. The volume stays as it was.
+      - A size (V(1G), V(512M), V(0) for no reserve) or a percentage of the filesystem (V(5%)). Default 5 % of
+        the filesystem, at most 1 GiB.
+    type: str
 attributes:
   check_mode:
     support: full
@@ -117,6 +125,7 @@ def main():
         group=dict(type='raw'),
         force=dict(type='bool', default=False),
         allow_special_files=dict(type='bool', default=False),
+        disk_reserve=dict(type='str'),
     )
     argument_spec.update(docker_argument_spec())
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
