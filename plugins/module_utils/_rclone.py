@@ -233,7 +233,7 @@ class Rclone(object):
     def command(self, args):
         # few retries: a dead server fails the run in seconds instead of minutes; the next run completes the work
         retries = ['--retries', '1', '--low-level-retries', '3' if args[0] == 'copy' else '2']
-        return [self.executable] + list(args) + retries + ['--log-level', 'ERROR']
+        return [self.executable] + list(args) + retries + ['--log-level', 'NOTICE']
 
     def run(self, args, what, input_data=None, check=True, env=None):
         self.runs.append(args[0])
