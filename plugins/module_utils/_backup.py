@@ -20,6 +20,7 @@ import hashlib
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import tarfile
@@ -41,7 +42,13 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._archive import (
 from ansible_collections.holdfast.volumes.plugins.module_utils._docker_common import connect, inspect_volume
 from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError, refuse_negative
 from ansible_collections.holdfast.volumes.plugins.module_utils._process import command_env
-from ansible_collections.holdfast.volumes.plugins.module_utils._quiesce import Quiesce, containers_using, run_hook
+from ansible_collections.holdfast.volumes.plugins.module_utils._quiesce import (
+    Quiesce,
+    containers_using,
+    effective_mode,
+    live_writers,
+    run_hook,
+)
 from ansible_collections.holdfast.volumes.plugins.module_utils._volume_access import VolumeAccess, _IterReader
 
 CHUNK = 1024 * 1024
@@ -61,7 +68,7 @@ BACKUP_OPTIONS = dict(
     compression=dict(type='str', default='zstd', choices=['zstd', 'gzip', 'none']),
     compression_level=dict(type='int'),
     encrypt_to=dict(type='list', elements='str'),
-    quiesce=dict(type='str', default='none', choices=['none', 'pause', 'stop']),
+    quiesce=dict(type='str', default='auto', choices=['auto', 'none', 'pause', 'stop']),
     stop_timeout=dict(type='int', default=30),
     pre_hooks=dict(type='list', elements='dict', options=_HOOK),
     post_hooks=dict(type='list', elements='dict', options=_HOOK),
@@ -172,11 +179,15 @@ class _Tee(object):
         return data
 
 
-def write_archive(source_cmd, engine_stream, tmp_path, compression, level, recipients, verify=False):
+def write_archive(source_cmd, engine_stream, tmp_path, compression, level, recipients, verify=False,
+                  on_source_done=None):
     """Run source -> [compressor] -> [age] and write the final bytes to tmp_path (hashing them).
 
     source_cmd: GNU tar command (host route), or None with engine_stream (an iterator of raw tar bytes).
-    Returns dict(bytes, sha256, raw_bytes, file_count (engine route), warnings).
+    on_source_done: called once (from another thread) as soon as the source has been read: tar has exited, or the
+    Engine's stream has ended (or failed), before the compression tail, fsync and read-back. Quiesced containers
+    resume there.
+    Returns dict(bytes, sha256, raw_bytes, file_count (engine route), files_changed, source_seconds, warnings).
     """
     stages = []
     comp = compressor_command(compression, level)
@@ -200,8 +211,22 @@ def write_archive(source_cmd, engine_stream, tmp_path, compression, level, recip
 
     prev_out = None
     feed_into = None
+    t0 = time.monotonic()
+    source_done = []
+
+    def done_reading():
+        if not source_done:
+            source_done.append(time.monotonic() - t0)
+            if on_source_done is not None:
+                on_source_done()
+
+    watcher = None
     if source_cmd is not None:
-        prev_out = spawn(source_cmd, subprocess.DEVNULL).stdout
+        source_proc = spawn(source_cmd, subprocess.DEVNULL)
+        prev_out = source_proc.stdout
+        watcher = threading.Thread(target=lambda: (source_proc.wait(), done_reading()))
+        watcher.daemon = True
+        watcher.start()
     for cmd in stages:
         if prev_out is None:
             proc = spawn(cmd, subprocess.PIPE)
@@ -232,6 +257,7 @@ def write_archive(source_cmd, engine_stream, tmp_path, compression, level, recip
         except (OSError, tarfile.TarError, ValueError) as exc:
             errors.append(exc)
         finally:
+            done_reading()  # the Engine's stream is over: the volume has been read (or the read failed)
             if target is not sink:
                 try:
                     target.close()
@@ -260,27 +286,35 @@ def write_archive(source_cmd, engine_stream, tmp_path, compression, level, recip
                 sink.write(view[:n])
         read_back = verifier.finish()
         os.fsync(fd)
-    except OSError as exc:
+    except BaseException as exc:  # also a signal turned into an exception: no child outlives the run
         verifier.abort()
         for _name, proc, _err in procs:
             proc.kill()
         _reap(procs, thread)
+        if watcher is not None:
+            watcher.join()
+        if not isinstance(exc, OSError):
+            raise
         if exc.errno == errno.ENOSPC:
             raise HoldfastError("The destination is full (no space left on device) after %d bytes; the partial "
                                 "archive was removed and no previous backup was touched." % written[0]) from exc
         raise HoldfastError("Writing the archive failed: %s" % exc) from exc
     finally:
         os.close(fd)
-    stats = dict(raw_bytes=0, file_count=None, warnings=[])
+    reaped = _reap(procs, thread)
+    if watcher is not None:
+        watcher.join()
+    stats = dict(raw_bytes=0, file_count=None, warnings=[], files_changed=None,
+                 source_seconds=round(source_done[0], 3) if source_done else None)
     failures = []
-    for name, code, err in _reap(procs, thread):
+    for name, code, err in reaped:
         if name == 'tar':
             match = re.search(r'Total bytes written: (\d+)', err)
             if match:
                 stats['raw_bytes'] = int(match.group(1))
+            stats['files_changed'] = code == 1
             if code == 1:
-                stats['warnings'].append("tar: some files changed while they were read (live data); use quiesce: "
-                                         "stop or pause for a consistent copy. %s" % _tail(err))
+                stats['warnings'].append("tar saw files change while it read them: %s" % _tail(err, 300))
             elif code != 0:
                 failures.append('tar exited %d: %s' % (code, _tail(err)))
         elif code != 0:
@@ -440,8 +474,20 @@ def run_backup(params, check_mode=False):
     now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
     client = None
     source = dict(type='volume' if params.get('volume') else 'path')
-    if params.get('volume') or params.get('pre_hooks') or params.get('post_hooks') or params.get('quiesce') != 'none':
+    mode = params.get('quiesce') or 'auto'
+    if params.get('volume') or params.get('pre_hooks') or params.get('post_hooks'):
         client = connect(params)
+    elif mode != 'none':
+        try:
+            client = connect(params)
+        except HoldfastError as exc:
+            raise HoldfastError("%s quiesce: %s needs the Engine to find the containers that write to %s; with no "
+                                "containers using it, set quiesce: none." % (exc, mode, params.get('path'))) from exc
+    else:
+        try:  # only to record whether containers could write while it was read
+            client = connect(params)
+        except HoldfastError:
+            client = None
     if params.get('volume'):
         vol = inspect_volume(client, params['volume'])
         if vol is None:
@@ -451,7 +497,7 @@ def run_backup(params, check_mode=False):
         name = vol['Name']
         source.update(name=name, driver=vol['Driver'], driver_options=vol['Options'], labels=vol['Labels'],
                       route=route)
-        users = containers_using(client, volume=name) if client and params['quiesce'] != 'none' else []
+        users = containers_using(client, volume=name)
     else:
         host_path = os.path.realpath(params['path'])
         if not os.path.isdir(host_path):
@@ -459,7 +505,7 @@ def run_backup(params, check_mode=False):
         route = 'host'
         name = params['path']
         source.update(name=name, path=host_path, route='host')
-        users = containers_using(client, path=host_path) if client and params['quiesce'] != 'none' else []
+        users = containers_using(client, path=host_path) if client else None
     encrypted = bool(params.get('encrypt_to'))
     compression = params.get('compression') or 'zstd'
     folder = os.path.join(params['dest'], safe_folder_name(name))
@@ -474,9 +520,10 @@ def run_backup(params, check_mode=False):
         need_tool('age', 'age')
     if route == 'host':
         need_tool('tar', 'tar')
+    action, targets = effective_mode(mode, users or [])
     if check_mode:
-        result['would_quiesce'] = [u['name'] for u in users if u['state'] == 'running'] \
-            if params['quiesce'] != 'none' else []
+        result['would_quiesce'] = [u['name'] for u in targets]
+        result['quiesce_action'] = action
         return result, []
     try:
         os.makedirs(folder, mode=0o700, exist_ok=True)
@@ -500,22 +547,26 @@ def run_backup(params, check_mode=False):
         try:
             for hook in params.get('pre_hooks') or []:
                 result['hooks'].append(run_hook(client, hook, 'pre'))
-            quiesce = Quiesce(client, params['quiesce'], users, params.get('stop_timeout', 30))
+            quiesce = Quiesce(client, mode, users or [], params.get('stop_timeout', 30))
             try:
-                with quiesce:
+                with _signals_raise(), quiesce:
+                    # containers resume as soon as the source has been read (quiesce.resume), before the
+                    # compression tail, fsync and read-back; at the latest when this block exits, however it exits
                     if route == 'host':
                         cmd = TAR_CREATE[:-1] + ['--index-file=%s' % index_path, '--verbose', '-C', host_path, '.']
                         stats = write_archive(cmd, None, tmp_path, compression, params.get('compression_level'),
-                                              params.get('encrypt_to'), verify=params.get('verify', True))
+                                              params.get('encrypt_to'), verify=params.get('verify', True),
+                                              on_source_done=quiesce.resume)
                         stats['file_count'] = count_index(index_path)
                     else:
                         with access.engine_mount(name, read_only=True) as cid:
                             stream = access.engine_read_stream(cid)
                             stats = write_archive(None, stream, tmp_path, compression,
                                                   params.get('compression_level'), params.get('encrypt_to'),
-                                                  verify=params.get('verify', True))
+                                                  verify=params.get('verify', True), on_source_done=quiesce.resume)
             finally:
                 result['containers'] = quiesce.report()
+                warnings.extend(quiesce.warnings)
             for hook in params.get('post_hooks') or []:
                 result['hooks'].append(run_hook(client, hook, 'post'))
             if stats['bytes'] == 0 or stats['raw_bytes'] == 0:
@@ -536,6 +587,8 @@ def run_backup(params, check_mode=False):
             except OSError:
                 pass
         duration = max(time.time() - started, 1e-6)
+        consistency = consistency_record(quiesce.action, users, result['containers'],
+                                         [c['id'] for c in quiesce.touched], stats)
         manifest = dict(
             format=FORMAT, format_version=FORMAT_VERSION, collection_version=COLLECTION_VERSION,
             archive=final_name, created=now.strftime('%Y-%m-%dT%H:%M:%SZ'), host=socket.gethostname(),
@@ -546,13 +599,70 @@ def run_backup(params, check_mode=False):
             compression=compression, encryption=dict(tool='age', recipients=[r.strip() for r in
                                                                              params['encrypt_to']])
             if encrypted else None,
-            sha256=stats['sha256'], quiesce=params['quiesce'],
-            containers=[dict(name=c['name'], action=c['action']) for c in result['containers']],
-            duration_seconds=round(duration, 3))
+            sha256=stats['sha256'], quiesce=mode, duration_seconds=round(duration, 3))
+        manifest.update(consistency, containers=[dict((k, v) for k, v in c.items() if k != 'restored')
+                                                 for c in result['containers']])
         write_json_atomic(manifest_path, manifest)
-    warnings.extend(stats['warnings'])
+    if not consistency['consistent']:
+        warnings.append(inconsistency_warning(name, consistency, stats['warnings']))
     result.update(sha256=stats['sha256'], bytes_raw=stats['raw_bytes'], bytes_stored=stats['bytes'],
                   file_count=stats['file_count'], duration_seconds=round(duration, 3),
                   throughput_mib_s=round(stats['raw_bytes'] / 1048576.0 / duration, 1), verified=bool(
-                      params.get('verify', True)), created=manifest['created'])
+                      params.get('verify', True)), created=manifest['created'],
+                  source_read_seconds=stats['source_seconds'])
+    result.update(consistency)
     return result, warnings
+
+
+def consistency_record(action, users, containers, touched_ids, stats):
+    """What the manifest and the result say about the copy's consistency (pure).
+
+    quiesced: containers were paused or stopped for the read. live_writers: containers that could write while it
+    was read (running, mounted writable, not quiesced); None when the Engine could not be asked (a path backup with
+    quiesce: none and no Engine). files_changed: tar reported files that changed while it read them (None on the
+    Engine route, which cannot tell). consistent: no live writer and no changed file.
+    """
+    writers = None if users is None else live_writers(users, set(touched_ids))
+    files_changed = stats.get('files_changed')
+    return dict(
+        quiesce_action=action, quiesced=bool(containers), live_writers=writers, files_changed=files_changed,
+        consistent=not writers and files_changed is not True)
+
+
+def inconsistency_warning(name, consistency, tar_messages):
+    reasons = []
+    if consistency['live_writers']:
+        reasons.append("containers %s had it mounted writable and were running while it was read (quiesce: none)"
+                       % ", ".join(consistency['live_writers']))
+    if consistency['files_changed']:
+        reasons.append("tar saw files change while it read them%s" % (
+            " (%s)" % tar_messages[0] if tar_messages else ''))
+    return ("The backup of %s is NOT consistent: %s. A database restored from it may start and still be corrupt. "
+            "Use the default quiesce (auto: pause the writers) or quiesce: pause or stop; see docs/databases.md."
+            % (name, "; ".join(reasons)))
+
+
+class _signals_raise(object):
+    """While containers are quiesced, SIGTERM/SIGHUP/SIGINT become exceptions, so the context managers put the
+    containers back before the process ends (a signal's default action would leave them paused or stopped)."""
+
+    SIGNALS = ('SIGTERM', 'SIGHUP', 'SIGINT')
+
+    def __enter__(self):
+        self.saved = {}
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        for sig_name in self.SIGNALS:
+            sig = getattr(signal, sig_name)
+            self.saved[sig] = signal.signal(sig, self._raise)
+        return self
+
+    @staticmethod
+    def _raise(signum, _frame):
+        raise HoldfastError("Interrupted by signal %d during the backup; the containers were put back and the "
+                            "partial archive removed." % signum)
+
+    def __exit__(self, *exc):
+        for sig, handler in self.saved.items():
+            signal.signal(sig, handler)
+        return False

@@ -12,6 +12,8 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
+import threading
+import time
 
 from ansible_collections.holdfast.volumes.plugins.module_utils._docker_common import (
     APIError,
@@ -21,75 +23,144 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._docker_common im
 )
 from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
 
-MODES = ('none', 'pause', 'stop')
+MODES = ('auto', 'none', 'pause', 'stop')
+# What `auto` does: pause the running containers that mount the source writable (see docs/databases.md: the
+# freezer holds every process between two system calls, so the copy is what a power cut at that instant would
+# have left on disk, which every crash-safe store recovers from; no shutdown, no cold start, connections survive).
+AUTO_ACTION = 'pause'
+_KILL_SIGNALS = ('SIGKILL', 'KILL', '9')
 
 
 def containers_using(client, volume=None, path=None):
-    """Containers (all states) mounting the volume, or bind-mounting the path or anything under/above it."""
+    """Containers (all states) mounting the volume, or bind-mounting the path or anything under/above it.
+
+    Each carries `writable`: whether any of its mounts of the source is read-write.
+    """
     real = os.path.realpath(path) if path else None
     out = []
     for container, mount in container_mounts(client):
-        if out and out[-1]['id'] == container['id']:
-            continue  # already counted through another mount
         hit = bool(volume) and mount.get('Type') == 'volume' and mount.get('Name') == volume
         if real and mount.get('Type') == 'bind' and mount.get('Source'):
             src = os.path.realpath(mount['Source'])
             hit = src == real or src.startswith(real + '/') or real.startswith(src + '/')
-        if hit:
-            out.append(container)
+        if not hit:
+            continue
+        writable = bool(mount.get('RW', True))
+        if out and out[-1]['id'] == container['id']:
+            out[-1]['writable'] = out[-1]['writable'] or writable  # counted already through another mount
+            continue
+        out.append(dict(container, writable=writable))
     return out
 
 
+def effective_mode(mode, containers):
+    """The action `mode` takes, and the containers it acts on (running ones only).
+
+    auto: pause the running containers that mount the source writable (none when there are none); pause/stop:
+    every running container that uses the source; none: nothing.
+    """
+    running = [c for c in containers if c.get('state') == 'running']
+    if mode == 'auto':
+        writers = [c for c in running if c.get('writable', True)]
+        return (AUTO_ACTION if writers else 'none'), writers
+    if mode == 'none':
+        return 'none', []
+    return mode, running
+
+
+def live_writers(containers, touched_ids):
+    """Containers that could write to the source while it was read: running or restarting, mounted writable, and
+    not paused or stopped for the copy."""
+    return [c['name'] for c in containers if c.get('state') in ('running', 'restarting')
+            and c.get('writable', True) and c['id'] not in touched_ids]
+
+
 class Quiesce(object):
+    """Pause or stop containers for the copy; put them back when resume() is called (as soon as the source has
+    been read) or at the latest when the context exits, whatever happened inside."""
+
     def __init__(self, client, mode, containers, stop_timeout=30):
         if mode not in MODES:
             raise HoldfastError("quiesce must be one of %s." % ", ".join(MODES))
         self.client = client
         self.mode = mode
-        self.containers = containers
+        self.action, self.containers = effective_mode(mode, containers)
         self.stop_timeout = stop_timeout
         self.touched = []
         self.restore_errors = []
+        self.warnings = []
+        self._lock = threading.Lock()
 
     def __enter__(self):
-        if self.mode == 'none':
+        if self.action == 'none':
             return self
         try:
             for c in self.containers:
-                if c['state'] != 'running':
-                    continue
-                if self.mode == 'pause':
+                entry = dict(name=c['name'], id=c['id'], action=self.action, started=time.monotonic())
+                if self.action == 'pause':
                     self.client.pause(c['id'])
+                    self.touched.append(entry)
                 else:
+                    self.touched.append(entry)  # a failed stop may have stopped it still: try to start it again
                     self.client.stop(c['id'], timeout=self.stop_timeout)
-                self.touched.append(dict(name=c['name'], id=c['id'], action=self.mode))
+                    self._check_stopped(entry, time.monotonic() - entry['started'])
         except (DockerException, APIError) as exc:
-            self._restore()
-            raise api_error('%s the containers using the source' % self.mode, exc) from exc
+            self.resume()
+            raise api_error('%s the containers using the source' % self.action, exc) from exc
         return self
 
+    def _check_stopped(self, entry, elapsed):
+        """Was the container killed at the timeout rather than stopped by its stop signal? Recorded and warned."""
+        try:
+            info = self.client.inspect_container(entry['id'])
+        except (DockerException, APIError):
+            return
+        signal = (info.get('Config') or {}).get('StopSignal') or 'SIGTERM'
+        code = (info.get('State') or {}).get('ExitCode')
+        entry.update(stop_signal=signal, exit_code=code, stop_seconds=round(elapsed, 3))
+        entry['killed'] = code == 137 and signal.upper() not in _KILL_SIGNALS
+        if entry['killed']:
+            self.warnings.append(
+                "Container %s did not stop on its stop signal %s within %ss; Docker killed it (SIGKILL, exit code "
+                "137). Its files are only what a crash would have left. Give it a stop signal it honours (PostgreSQL: "
+                "SIGINT, a fast shutdown) or a longer stop_timeout, or use quiesce: pause."
+                % (entry['name'], signal, self.stop_timeout))
+
     def __exit__(self, exc_type, exc, tb):
-        self._restore()
+        self.resume()
         if self.restore_errors and exc_type is None:
             raise HoldfastError("The copy succeeded but containers could not be restarted: %s. Start them by hand "
                                 "(docker start/unpause)." % "; ".join(self.restore_errors))
         return False
 
-    def _restore(self):
-        for c in reversed(self.touched):
-            if c.get('restored'):
-                continue
-            try:
-                if c['action'] == 'pause':
-                    self.client.unpause(c['id'])
-                else:
-                    self.client.start(c['id'])
-                c['restored'] = True
-            except (DockerException, APIError) as exc:
-                self.restore_errors.append('%s: %s' % (c['name'], exc))
+    def resume(self):
+        """Unpause or start every touched container (once; safe to call from another thread and again later)."""
+        with self._lock:
+            for c in reversed(self.touched):
+                if c.get('restored') or c.get('failed'):
+                    continue
+                try:
+                    if c['action'] == 'pause':
+                        self.client.unpause(c['id'])
+                    else:
+                        self.client.start(c['id'])
+                    c['restored'] = True
+                except (DockerException, APIError) as exc:
+                    c['failed'] = True
+                    self.restore_errors.append('%s: %s' % (c['name'], exc))
+                c['downtime'] = time.monotonic() - c['started']
 
     def report(self):
-        return [dict(name=c['name'], action=c['action'], restored=bool(c.get('restored'))) for c in self.touched]
+        out = []
+        for c in self.touched:
+            entry = dict(name=c['name'], action=c['action'], resumed=bool(c.get('restored')),
+                         restored=bool(c.get('restored')),
+                         downtime_seconds=round(c['downtime'], 3) if 'downtime' in c else None)
+            if c['action'] == 'stop':
+                entry.update(killed=bool(c.get('killed')), stop_signal=c.get('stop_signal'),
+                             exit_code=c.get('exit_code'))
+            out.append(entry)
+        return out
 
 
 def run_hook(client, hook, stage):

@@ -17,7 +17,7 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._scheduled import
 
 def test_defaults_are_the_modules_own():
     params = with_defaults(BACKUP_OPTIONS, dict(volume='db', dest='/b'), 'job')
-    assert params['compression'] == 'zstd' and params['quiesce'] == 'none' and params['verify'] is True
+    assert params['compression'] == 'zstd' and params['quiesce'] == 'auto' and params['verify'] is True
     assert params['lock_timeout'] == 600 and params['encrypt_to'] is None
     rot = with_defaults(ROTATION_OPTIONS, dict(volume='db', dest='/b', keep_daily=7), 'job')
     assert rot['verify'] == 'sha256' and rot['keep_daily'] == 7 and rot['keep_last'] is None
