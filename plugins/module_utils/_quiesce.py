@@ -180,3 +180,42 @@ def run_hook(client, hook, stage):
         raise HoldfastError("The %s hook %r in container %s failed with exit code %s: %s" % (
             stage, command, container, code, text[-1000:].strip()), hook_output=text[-4000:])
     return dict(container=container, command=command, stage=stage, exit_code=code, output=text[-4000:])
+
+
+def restore_consistency(archive, manifest, allow_inconsistent=True):
+    """The recorded consistency of the backup being restored: True, False, or None (an older manifest, or none).
+
+    Raises HoldfastError for an inconsistent backup unless allow_inconsistent (checked before anything is touched).
+    """
+    value = (manifest or {}).get('consistent') if isinstance(manifest, dict) else None
+    consistent = value if isinstance(value, bool) else None
+    if consistent is False and not allow_inconsistent:
+        raise HoldfastError(
+            "The backup %s is recorded as NOT consistent (%s); a database restored from it may start and still be "
+            "corrupt. Restore an older consistent backup, restore the application from its own dump, or set "
+            "allow_inconsistent: true (role: holdfast_restore_allow_inconsistent: true) to restore it anyway. "
+            "Nothing was touched." % (archive, _why(manifest)))
+    return consistent
+
+
+def _why(manifest):
+    reasons = []
+    writers = manifest.get('live_writers')
+    if writers and isinstance(writers, list):
+        reasons.append('written by %s during the copy' % ', '.join(str(w) for w in writers))
+    if manifest.get('files_changed') is True:
+        reasons.append('tar saw files change')
+    return '; '.join(reasons) or 'see its manifest'
+
+
+def warn_inconsistent(run):
+    """Wrap a restore so that restoring a backup recorded as inconsistent warns."""
+    def wrapped(params, **kwargs):
+        outcome = run(params, **kwargs)
+        result, warnings = outcome if isinstance(outcome, tuple) else (outcome, [])
+        if result.get('consistent') is False:
+            warnings = ["Restored %s, a backup recorded as NOT consistent (live writers or files changed during the "
+                        "copy): check the application's data before trusting it." % result.get('archive')] \
+                + list(warnings)
+        return result, warnings
+    return wrapped

@@ -51,7 +51,11 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._docker_common im
 from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError, refuse_negative
 from ansible_collections.holdfast.volumes.plugins.module_utils._offsite import locate_remote
 from ansible_collections.holdfast.volumes.plugins.module_utils._process import command_env
-from ansible_collections.holdfast.volumes.plugins.module_utils._quiesce import Quiesce, containers_using
+from ansible_collections.holdfast.volumes.plugins.module_utils._quiesce import (
+    Quiesce,
+    containers_using,
+    restore_consistency,
+)
 from ansible_collections.holdfast.volumes.plugins.module_utils._tar_gate import (
     DiskGuard,
     GateLimit,
@@ -336,10 +340,11 @@ def run_restore(params, check_mode=False):
         raise HoldfastError("path must be absolute.")
     refuse_negative(params, 'stop_timeout', 'lock_timeout')
     archive, manifest = locate(params)
+    consistent = restore_consistency(archive, manifest, params.get('allow_inconsistent', True))
     client = connect(params) if params.get('volume') or params.get('quiesce') != 'none' else None
     state_dir = params.get('state_dir') or DEFAULT_STATE_DIR
     result = dict(changed=False, archive=archive, manifest_used=bool(manifest), created_volume=False,
-                  containers=[], previous=None, labels=None)
+                  containers=[], previous=None, labels=None, consistent=consistent)
     target_vol = None
     spec = None
     if params.get('volume'):

@@ -17,8 +17,14 @@ description:
   - Atomic and durable. The archive is written to a temporary name in the destination, fsynced, read back and
     checked against its sha256, renamed, and the folder fsynced. The JSON manifest is written last, the same way.
     An interrupted run leaves at most a temporary file, which the next run removes; no earlier backup is touched.
-  - Consistent on request. With O(quiesce=pause) or O(quiesce=stop), the containers that use the volume are paused
-    or stopped for the copy only, and always put back as they were, also when the backup fails.
+  - Consistent by default. With O(quiesce=auto) (the default), the running containers that mount the source
+    writable are paused while it is read; O(quiesce=stop) stops the containers that use it instead. They resume as
+    soon as the source has been read (tar has exited), before the compression tail, fsync and read-back, and are
+    always put back as they were, also when the backup fails or the module is interrupted by a signal.
+  - Every manifest records the consistency of the copy (C(quiesced), C(live_writers), C(files_changed),
+    C(consistent)) and what happened to each container (action, downtime, whether Docker had to kill it at the
+    timeout). An inconsistent copy, or a container killed at the stop timeout, is a warning.
+  - Databases, their stop signals and dumps are covered in the collection's docs/databases.md.
   - Hooks run commands in containers before and after the copy (for example a database dump into the volume).
     A failing hook aborts the backup cleanly.
   - Preserves numeric ownership, modes, timestamps, symlinks, hard links, xattrs and ACLs, and sparse files.
@@ -65,14 +71,26 @@ options:
     elements: str
   quiesce:
     description:
-      - V(none) copies live data. V(pause) freezes the running containers that use the source for the copy;
-        V(stop) stops them and starts them again afterwards.
+      - V(auto) pauses the running containers that mount the source read-write while it is read (none when there
+        are none; containers that mount it read-only keep running). Pausing (the cgroup freezer) holds every
+        process between two system calls, so the copy is exactly what a power cut at that instant would have left
+        on disk, which crash-safe stores (PostgreSQL, MySQL/InnoDB, SQLite, Redis AOF) recover from; it costs no
+        shutdown and no cold start, and connections survive. The downtime is the time tar takes to read the source.
+      - V(pause) pauses every running container that uses the source (also read-only users); V(stop) stops them
+        and starts them again (a clean shutdown, so no recovery at restore; but a longer downtime and a cold start).
+      - V(none) copies live data while containers may write to it. The copy is then recorded and reported as not
+        consistent when a running container had the source mounted writable, or when tar saw a file change.
+        A database copied that way can start without complaint and be corrupt.
+      - A path source (O(path)) is matched against the bind mounts of the containers, so O(quiesce=auto) needs
+        the Engine for it too.
     type: str
-    choices: [none, pause, stop]
-    default: none
+    choices: [auto, none, pause, stop]
+    default: auto
   stop_timeout:
     description:
-      - Seconds a container gets to stop with O(quiesce=stop) before it is killed.
+      - Seconds a container gets to stop on its stop signal with O(quiesce=stop) before Docker kills it. A killed
+        container is a warning (its files are only crash-consistent) and recorded (RV(containers[].killed)). Give
+        databases a stop signal they honour quickly (PostgreSQL SIGINT) and a timeout longer than their shutdown.
     type: int
     default: 30
   pre_hooks:
@@ -131,12 +149,18 @@ seealso:
 '''
 
 EXAMPLES = r'''
-- name: Back up the database volume, stopping the database for the copy
+- name: Back up the database volume; the running database is paused while tar reads it (quiesce auto)
+  holdfast.volumes.volume_backup:
+    volume: shop_db
+    dest: /srv/backups
+  register: backup
+
+- name: Stop the database for the copy instead (clean shutdown; run it with a stop signal it honours)
   holdfast.volumes.volume_backup:
     volume: shop_db
     dest: /srv/backups
     quiesce: stop
-  register: backup
+    stop_timeout: 60
 
 - name: Dump first, then back up the volume with the dump, encrypted
   holdfast.volumes.volume_backup:
@@ -144,7 +168,7 @@ EXAMPLES = r'''
     dest: /mnt/nfs/backups
     pre_hooks:
       - container: shop-postgres
-        command: [sh, -c, "pg_dumpall -U postgres > /var/lib/postgresql/data/dump.sql"]
+        command: [sh, -c, "umask 077 && pg_dumpall -U postgres > /var/lib/postgresql/dump.sql"]
     encrypt_to:
       - age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p
 
@@ -195,11 +219,72 @@ verified:
   returned: success, not in check mode
   type: bool
 containers:
-  description: Containers paused or stopped for the copy, and whether they were put back.
+  description: Containers paused or stopped for the copy, what happened to them (also recorded in the manifest).
   returned: always
   type: list
   elements: dict
-  sample: [{name: shop-postgres, action: stop, restored: true}]
+  contains:
+    name:
+      description: Container name.
+      type: str
+    action:
+      description: V(pause) or V(stop).
+      type: str
+    resumed:
+      description: Whether it was unpaused or started again.
+      type: bool
+    restored:
+      description: The same as RV(containers[].resumed) (the earlier name).
+      type: bool
+    downtime_seconds:
+      description: From the pause or stop request until it was unpaused or started again (for V(stop), the
+        application's own start-up comes on top).
+      type: float
+    killed:
+      description: V(stop) only. Docker had to kill it at O(stop_timeout) because it did not stop on its stop signal
+        (exit code 137). Also a warning.
+      type: bool
+    stop_signal:
+      description: V(stop) only. The container's stop signal (SIGTERM when it sets none).
+      type: str
+    exit_code:
+      description: V(stop) only. Its exit code after the stop.
+      type: int
+  sample: [{name: shop-postgres, action: pause, resumed: true, restored: true, downtime_seconds: 1.62}]
+quiesce_action:
+  description: What O(quiesce) did here, V(pause), V(stop) or V(none) (V(auto) with no running writer is V(none)).
+  returned: success
+  type: str
+quiesced:
+  description: Whether containers were paused or stopped for the copy.
+  returned: success, not in check mode
+  type: bool
+live_writers:
+  description: Running containers that had the source mounted writable and were not quiesced while it was read
+    (only with O(quiesce=none)); null when the Engine could not be asked (a path backup with O(quiesce=none) and no
+    Engine).
+  returned: success, not in check mode
+  type: list
+  elements: str
+files_changed:
+  description: Whether tar saw files change while it read them; null on the Engine route, which cannot tell.
+  returned: success, not in check mode
+  type: bool
+consistent:
+  description: No live writer and no file changed while the source was read. V(false) is also a warning; restores
+    of such a backup warn, and the restore role refuses them unless told otherwise.
+  returned: success, not in check mode
+  type: bool
+source_read_seconds:
+  description: Seconds from the start of the copy until the source had been read (tar exited); quiesced containers
+    resume then.
+  returned: success, not in check mode
+  type: float
+would_quiesce:
+  description: Check mode only. The containers the backup would pause or stop.
+  returned: check mode
+  type: list
+  elements: str
 hooks:
   description: Hooks that ran, with exit code and the end of their output.
   returned: always

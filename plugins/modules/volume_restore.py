@@ -124,6 +124,15 @@ options:
       - Seconds a container gets to stop before it is killed.
     type: int
     default: 30
+  allow_inconsistent:
+    description:
+      - Restore a backup whose manifest records it as not consistent (C(consistent=false), because containers wrote to the
+        source while it was read, or tar saw files change). The module restores it with a warning; with V(false)
+        it refuses before touching anything. The restore role passes V(false) unless
+        C(holdfast_restore_allow_inconsistent) is set.
+      - Backups whose manifest predates this record (or has no manifest) count as unknown, not inconsistent.
+    type: bool
+    default: true
   state_dir:
     description:
       - Directory of the restore markers used for idempotence.
@@ -227,6 +236,11 @@ containers:
   returned: always
   type: list
   elements: dict
+consistent:
+  description: The consistency recorded in the backup's manifest (V(true), V(false)), or null when unknown (no
+    manifest, or one written before consistency was recorded). A V(false) also gives a warning.
+  returned: always
+  type: bool
 '''
 
 from ansible.module_utils.basic import AnsibleModule
@@ -234,6 +248,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.holdfast.volumes.plugins.module_utils._docker_common import docker_argument_spec
 from ansible_collections.holdfast.volumes.plugins.module_utils._module_runner import execute
 from ansible_collections.holdfast.volumes.plugins.module_utils._offsite import REMOTE_STORE_OPTIONS
+from ansible_collections.holdfast.volumes.plugins.module_utils._quiesce import warn_inconsistent
 from ansible_collections.holdfast.volumes.plugins.module_utils._restore import DEFAULT_STATE_DIR, run_restore
 
 
@@ -253,6 +268,7 @@ def main():
         disk_reserve=dict(type='str'),
         quiesce=dict(type='str', default='none', choices=['none', 'stop']),
         stop_timeout=dict(type='int', default=30),
+        allow_inconsistent=dict(type='bool', default=True),
         state_dir=dict(type='path', default=DEFAULT_STATE_DIR),
         lock_timeout=dict(type='int', default=600),
     )
@@ -261,7 +277,7 @@ def main():
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
                            mutually_exclusive=[('volume', 'path'), ('archive', 'dest'), ('dest', 'remote')],
                            required_one_of=[('volume', 'path'), ('archive', 'dest', 'remote')])
-    execute(module, run_restore, check_mode=module.check_mode)
+    execute(module, warn_inconsistent(run_restore), check_mode=module.check_mode)
 
 
 if __name__ == '__main__':
