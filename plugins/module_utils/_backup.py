@@ -549,7 +549,7 @@ def run_backup(params, check_mode=False):
                 result['hooks'].append(run_hook(client, hook, 'pre'))
             quiesce = Quiesce(client, mode, users or [], params.get('stop_timeout', 30))
             try:
-                with _signals_raise(), quiesce:
+                with quiesce:
                     # containers resume as soon as the source has been read (quiesce.resume), before the
                     # compression tail, fsync and read-back; at the latest when this block exits, however it exits
                     if route == 'host':

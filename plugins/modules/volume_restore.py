@@ -126,9 +126,9 @@ options:
     default: 30
   allow_inconsistent:
     description:
-      - Restore a backup whose manifest records it as not consistent (C(consistent=false), because containers wrote to the
-        source while it was read, or tar saw files change). The module restores it with a warning; with V(false)
-        it refuses before touching anything. The restore role passes V(false) unless
+      - Restore a backup whose manifest records it as not consistent (C(consistent=false), because containers
+        wrote to the source while it was read, or tar saw files change). The module restores it with a warning;
+        with V(false) it refuses before touching anything. The restore role passes V(false) unless
         C(holdfast_restore_allow_inconsistent) is set.
       - Backups whose manifest predates this record (or has no manifest) count as unknown, not inconsistent.
     type: bool

@@ -187,7 +187,8 @@ def test_postgres_under_load_defaults_pause_stop(docker_client, pg_image, prefix
     assert run.task('r-default')['consistent'] is True and run.task('r-stop')['consistent'] is True
     assert any('NOT consistent' in w for w in run.task('r-live-warn')['warnings'])
     refused = run.task('r-live-refused')
-    assert run.status('r-live-refused') == 'failed' and 'NOT consistent' in refused['msg'] and 'Nothing was touched' in refused['msg']
+    assert run.status('r-live-refused') == 'failed'
+    assert 'NOT consistent' in refused['msg'] and 'Nothing was touched' in refused['msg']
     assert docker_client.volumes(filters={'name': prefix + '_rlive'})['Volumes'] in (None, [])
     counts = {}
     for which in ('default', 'pause', 'stop'):
