@@ -21,7 +21,8 @@ def folder_state(folder, verify, now):
     newest = backups[0] if backups else None
     state = dict(folder=folder, volume=newest['manifest'].get('volume') if newest else os.path.basename(folder),
                  count=len(backups), bytes=sum(sizes), temporaries=len(scan['temps']), orphans=len(scan['orphans']),
-                 unreadable_manifests=len(scan['bad_manifests']), newest=None)
+                 unreadable_manifests=len(scan['bad_manifests']), newest=None,
+                 inconsistent=sum(1 for b in backups if b['manifest'].get('consistent') is False))
     if newest:
         manifest = newest['manifest']
         broken = check_backup(newest, verify) if verify != 'none' else None
@@ -31,9 +32,16 @@ def folder_state(folder, verify, now):
                                compression=manifest.get('compression'),
                                encrypted=bool(manifest.get('encryption')),
                                recipients=(manifest.get('encryption') or {}).get('recipients', []),
-                               verified=verify != 'none' and broken is None, verify=verify, problem=broken)
+                               verified=verify != 'none' and broken is None, verify=verify, problem=broken,
+                               consistent=_flag(manifest.get('consistent')), quiesce=manifest.get('quiesce'),
+                               quiesced=_flag(manifest.get('quiesced')))
         state['oldest_created'] = backups[-1]['manifest'].get('created')
     return state
+
+
+def _flag(value):
+    """A manifest's true/false record, or None (older manifests, or not a bool: manifests are hostile input)."""
+    return value if isinstance(value, bool) else None
 
 
 def run_backup_info(params):

@@ -59,6 +59,7 @@ EXAMPLES = r'''
 - name: Fail when a backup is older than a day
   ansible.builtin.assert:
     that: item.newest is not none and item.newest.age_seconds < 86400 and item.newest.verified
+      and item.newest.consistent is not false
   loop: "{{ state.backups }}"
   loop_control:
     label: "{{ item.volume }}"
@@ -85,8 +86,14 @@ backups:
       type: int
     newest:
       description: The newest complete backup (C(archive), C(created), C(age_seconds), C(bytes), C(file_count),
-        C(compression), C(encrypted), C(recipients), C(verified), C(problem)), or null.
+        C(compression), C(encrypted), C(recipients), C(verified), C(problem), C(consistent), C(quiesce),
+        C(quiesced)), or null. C(consistent) is the manifest's record (V(false) when containers wrote to the
+        source while it was read or tar saw files change; null for manifests that predate the record), C(quiesce)
+        the mode asked for, C(quiesced) whether containers were paused or stopped.
       type: dict
+    inconsistent:
+      description: Complete backups whose manifest records them as not consistent.
+      type: int
     temporaries:
       description: Temporary files (work in progress, or left by an interrupted run).
       type: int

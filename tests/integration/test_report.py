@@ -31,12 +31,19 @@ def render(html_path, tmp_path):
 def test_report_json_and_html(docker_client, prefix, tmp_path):
     vols = [{'name': prefix + '_db', 'labels': {'app': prefix},
              'backup': {'dest': str(tmp_path / 'backups'), 'retention': {'keep_last': 3}}},
-            {'name': prefix + '_nobackup', 'labels': {'app': prefix}}]
+            {'name': prefix + '_nobackup', 'labels': {'app': prefix}},
+            # a live copy (quiesce: none) of a volume a running container writes to: reported as inconsistent
+            {'name': prefix + '_live', 'labels': {'app': prefix},
+             'backup': {'dest': str(tmp_path / 'backups'), 'quiesce': 'none'}}]
     extra = {'holdfast_volumes': vols, 'holdfast_volumes_install_dependencies': False,
              'holdfast_report_dir': str(tmp_path / 'report')}
     assert run_named_playbook('holdfast.volumes.site', extra).rc == 0
     with open(os.path.join(docker_client.inspect_volume(prefix + '_db')['Mountpoint'], 'data'), 'wb') as handle:
         handle.write(os.urandom(300000))
+    docker_client.create_container('holdfast-test/busybox:1', name=prefix + '_writer', command=[
+        'sh', '-c', 'while :; do date >> /data/log; sleep 0.1; done'],
+        host_config=docker_client.create_host_config(binds={prefix + '_live': {'bind': '/data'}}))
+    docker_client.start(prefix + '_writer')
     assert run_named_playbook('holdfast.volumes.backup', extra).rc == 0
     # one host that works, one that cannot be reached: the report covers both
     run = run_named_playbook('holdfast.volumes.report', extra, inventory_lines=[
@@ -51,8 +58,13 @@ def test_report_json_and_html(docker_client, prefix, tmp_path):
     assert prefix + '_db' in names and prefix + '_nobackup' in names
     backup = [b for b in local['backups'] if b['volume'] == prefix + '_db'][0]
     assert backup['count'] == 1 and backup['newest']['verified'] and backup['newest']['age_seconds'] < 600
+    assert backup['newest']['consistent'] is True and backup['inconsistent'] == 0
+    live = [b for b in local['backups'] if b['volume'] == prefix + '_live'][0]
+    assert live['newest']['consistent'] is False and live['newest']['quiesce'] == 'none' and live['inconsistent'] == 1
+    assert local['inconsistent'] == [prefix + '_live'] and 'INCONSISTENT: %s_live' % prefix in local['summary']
     dom, shot = render(tmp_path / 'report' / 'holdfast-report.html', tmp_path)
     assert '<h1>holdfast.volumes report</h1>' in dom
     assert 'unreachable-host' in dom and 'FAILED' in dom and 'unknown' in dom
     assert prefix + '_db' in dom and prefix + '_nobackup' in dom and 'yes (size)' in dom
+    assert 'NO (live copy)' in dom and 'yes (auto)' in dom
     assert shot.stat().st_size > 10000  # a real rendering, not an empty page
