@@ -214,36 +214,24 @@ def write_archive(source_cmd, engine_stream, tmp_path, compression, level, recip
     t0 = time.monotonic()
     source_done = []
 
-    def done_reading():
-        if not source_done:
-            source_done.append(time.monotonic() - t0)
-            if on_source_done is not None:
-                on_source_done()
-
-    watcher = None
-    if source_cmd is not None:
-        source_proc = spawn(source_cmd, subprocess.DEVNULL)
-        prev_out = source_proc.stdout
-        watcher = threading.Thread(target=lambda: (source_proc.wait(), done_reading()))
-        watcher.daemon = True
-        watcher.start()
-    for cmd in stages:
-        if prev_out is None:
-            proc = spawn(cmd, subprocess.PIPE)
-            feed_into = proc.stdin
-        else:
-            proc = spawn(cmd, prev_out)
-            prev_out.close()  # the next stage owns the pipe now; a dying stage gives its writer SIGPIPE
-        prev_out = proc.stdout
-
     raw_counter = [0]
     member_count = [0]
     errors = []
     digest = hashlib.sha256()
     written = [0]
     fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    verifier = ReadBackVerifier(tmp_path, fd, enabled=verify)
+    # While containers are quiesced, the source read has the disk to itself: syncing and reading back start when
+    # it is over (done_reading releases the verifier).
+    verifier = ReadBackVerifier(tmp_path, fd, enabled=verify, held=on_source_done is not None)
     sink = _Sink(fd, digest, written, verifier)
+
+    def done_reading():  # called once: by the tar watcher (host route) or the stream feeder (engine route)
+        if source_done:
+            return
+        source_done.append(time.monotonic() - t0)
+        verifier.release()
+        if on_source_done is not None:
+            on_source_done()
 
     def feed(target):
         try:
@@ -265,7 +253,22 @@ def write_archive(source_cmd, engine_stream, tmp_path, compression, level, recip
                     pass
 
     thread = None
+    watcher = None
     try:
+        if source_cmd is not None:
+            source_proc = spawn(source_cmd, subprocess.DEVNULL)
+            prev_out = source_proc.stdout
+            watcher = threading.Thread(target=lambda: (source_proc.wait(), done_reading()))
+            watcher.daemon = True
+            watcher.start()
+        for cmd in stages:
+            if prev_out is None:
+                proc = spawn(cmd, subprocess.PIPE)
+                feed_into = proc.stdin
+            else:
+                proc = spawn(cmd, prev_out)
+                prev_out.close()  # the next stage owns the pipe now; a dying stage gives its writer SIGPIPE
+            prev_out = proc.stdout
         if engine_stream is not None and feed_into is not None:
             thread = threading.Thread(target=feed, args=(feed_into,))
             thread.daemon = True
@@ -358,8 +361,9 @@ class ReadBackVerifier(object):
 
     WINDOW = 64 * 1024 * 1024
 
-    def __init__(self, path, write_fd, enabled=True):
+    def __init__(self, path, write_fd, enabled=True, held=False):
         self.enabled = enabled
+        self.held = held  # no sync or read-back until release(): the source read gets the disk to itself
         self.write_fd = write_fd
         self.read_fd = os.open(path, os.O_RDONLY) if enabled else None
         self.digest = hashlib.sha256()
@@ -387,7 +391,7 @@ class ReadBackVerifier(object):
         try:
             while True:
                 with self.cond:
-                    while not self.closing and self.written - verified < self.WINDOW:
+                    while not self.closing and (self.held or self.written - verified < self.WINDOW):
                         self.cond.wait()
                     end = self.written if self.closing else verified + (self.written - verified) // self.WINDOW * \
                         self.WINDOW
@@ -407,6 +411,11 @@ class ReadBackVerifier(object):
                     return
         except OSError as exc:
             self.error = exc
+
+    def release(self):
+        with self.cond:
+            self.held = False
+            self.cond.notify()
 
     def _stop(self):
         """Let the thread verify what is left, wait for it, and close the reading side (once)."""
@@ -599,7 +608,8 @@ def run_backup(params, check_mode=False):
             compression=compression, encryption=dict(tool='age', recipients=[r.strip() for r in
                                                                              params['encrypt_to']])
             if encrypted else None,
-            sha256=stats['sha256'], quiesce=mode, duration_seconds=round(duration, 3))
+            sha256=stats['sha256'], quiesce=mode, duration_seconds=round(duration, 3),
+            source_read_seconds=stats['source_seconds'])
         manifest.update(consistency, containers=[dict((k, v) for k, v in c.items() if k != 'restored')
                                                  for c in result['containers']])
         write_json_atomic(manifest_path, manifest)
