@@ -211,7 +211,7 @@ def test_dump_hook_recipe(docker_client, pg_image, prefix, tmp_path):
            "from generate_series(1, 1000) g")
     dump = PGDATA_PARENT + '/dump.sql'
     run = run_playbook([backup('dump', volume=vol, dest=dest, pre_hooks=[{
-        'container': pg.name,
+        'container': pg.name, 'user': 'postgres',
         'command': ['sh', '-c', 'umask 077 && pg_dumpall -U postgres > %s.tmp && mv %s.tmp %s'
                     % (dump, dump, dump)]}])])
     assert run.rc == 0, run.stdout + run.stderr
