@@ -39,7 +39,12 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._archive import (
     safe_folder_name,
     write_json_atomic,
 )
-from ansible_collections.holdfast.volumes.plugins.module_utils._docker_common import connect, inspect_volume
+from ansible_collections.holdfast.volumes.plugins.module_utils._docker_common import (
+    APIError,
+    DockerException,
+    connect,
+    inspect_volume,
+)
 from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError, refuse_negative
 from ansible_collections.holdfast.volumes.plugins.module_utils._process import command_env
 from ansible_collections.holdfast.volumes.plugins.module_utils._quiesce import (
@@ -557,22 +562,29 @@ def run_backup(params, check_mode=False):
             for hook in params.get('pre_hooks') or []:
                 result['hooks'].append(run_hook(client, hook, 'pre'))
             quiesce = Quiesce(client, mode, users or [], params.get('stop_timeout', 30))
+            # writers someone else had paused: if one runs again while the source is read, the copy is not consistent
+            watch = [u for u in users or [] if u['state'] == 'paused' and u.get('writable', True)]
+            woke = []
+
+            def source_read():
+                quiesce.resume()
+                woke.extend(_woke_up(client, watch))
             try:
-                with quiesce:
+                with _signals_raise(), quiesce:
                     # containers resume as soon as the source has been read (quiesce.resume), before the
                     # compression tail, fsync and read-back; at the latest when this block exits, however it exits
                     if route == 'host':
                         cmd = TAR_CREATE[:-1] + ['--index-file=%s' % index_path, '--verbose', '-C', host_path, '.']
                         stats = write_archive(cmd, None, tmp_path, compression, params.get('compression_level'),
                                               params.get('encrypt_to'), verify=params.get('verify', True),
-                                              on_source_done=quiesce.resume)
+                                              on_source_done=source_read)
                         stats['file_count'] = count_index(index_path)
                     else:
                         with access.engine_mount(name, read_only=True) as cid:
                             stream = access.engine_read_stream(cid)
                             stats = write_archive(None, stream, tmp_path, compression,
                                                   params.get('compression_level'), params.get('encrypt_to'),
-                                                  verify=params.get('verify', True), on_source_done=quiesce.resume)
+                                                  verify=params.get('verify', True), on_source_done=source_read)
             finally:
                 result['containers'] = quiesce.report()
                 warnings.extend(quiesce.warnings)
@@ -597,7 +609,7 @@ def run_backup(params, check_mode=False):
                 pass
         duration = max(time.time() - started, 1e-6)
         consistency = consistency_record(quiesce.action, users, result['containers'],
-                                         [c['id'] for c in quiesce.touched], stats)
+                                         [c['id'] for c in quiesce.touched], stats, woke)
         manifest = dict(
             format=FORMAT, format_version=FORMAT_VERSION, collection_version=COLLECTION_VERSION,
             archive=final_name, created=now.strftime('%Y-%m-%dT%H:%M:%SZ'), host=socket.gethostname(),
@@ -624,15 +636,29 @@ def run_backup(params, check_mode=False):
     return result, warnings
 
 
-def consistency_record(action, users, containers, touched_ids, stats):
+def _woke_up(client, containers):
+    """Names of the containers (paused before the backup, by someone else) that are no longer paused."""
+    out = []
+    for c in containers:
+        try:
+            state = client.inspect_container(c['id']).get('State') or {}
+        except (DockerException, APIError):  # gone, or the Engine failed: cannot vouch for it
+            state = {}
+        if not state.get('Paused'):
+            out.append(c['name'])
+    return out
+
+
+def consistency_record(action, users, containers, touched_ids, stats, woke=()):
     """What the manifest and the result say about the copy's consistency (pure).
 
     quiesced: containers were paused or stopped for the read. live_writers: containers that could write while it
-    was read (running, mounted writable, not quiesced); None when the Engine could not be asked (a path backup with
+    was read (running, mounted writable, not quiesced; or paused by someone else and unpaused before the read
+    ended); None when the Engine could not be asked (a path backup with
     quiesce: none and no Engine). files_changed: tar reported files that changed while it read them (None on the
     Engine route, which cannot tell). consistent: no live writer and no changed file.
     """
-    writers = None if users is None else live_writers(users, set(touched_ids))
+    writers = None if users is None else live_writers(users, set(touched_ids)) + [n for n in woke]
     files_changed = stats.get('files_changed')
     return dict(
         quiesce_action=action, quiesced=bool(containers), live_writers=writers, files_changed=files_changed,
@@ -642,7 +668,7 @@ def consistency_record(action, users, containers, touched_ids, stats):
 def inconsistency_warning(name, consistency, tar_messages):
     reasons = []
     if consistency['live_writers']:
-        reasons.append("containers %s had it mounted writable and were running while it was read (quiesce: none)"
+        reasons.append("containers %s had it mounted writable and were not quiesced while it was read"
                        % ", ".join(consistency['live_writers']))
     if consistency['files_changed']:
         reasons.append("tar saw files change while it read them%s" % (
@@ -667,8 +693,9 @@ class _signals_raise(object):
             self.saved[sig] = signal.signal(sig, self._raise)
         return self
 
-    @staticmethod
-    def _raise(signum, _frame):
+    def _raise(self, signum, _frame):
+        for sig in self.saved:  # once: the cleanup that follows must not be interrupted again
+            signal.signal(sig, signal.SIG_IGN)
         raise HoldfastError("Interrupted by signal %d during the backup; the containers were put back and the "
                             "partial archive removed." % signum)
 

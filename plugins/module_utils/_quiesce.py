@@ -107,6 +107,9 @@ class Quiesce(object):
         except (DockerException, APIError) as exc:
             self.resume()
             raise api_error('%s the containers using the source' % self.action, exc) from exc
+        except BaseException:  # a signal turned into an exception: __exit__ will not run, so put them back here
+            self.resume()
+            raise
         return self
 
     def _check_stopped(self, entry, elapsed):
@@ -128,27 +131,43 @@ class Quiesce(object):
 
     def __exit__(self, exc_type, exc, tb):
         self.resume()
-        if self.restore_errors and exc_type is None:
-            raise HoldfastError("The copy succeeded but containers could not be restarted: %s. Start them by hand "
-                                "(docker start/unpause)." % "; ".join(self.restore_errors))
+        if self.restore_errors:
+            what = "containers could not be %s: %s. Put them back by hand (docker %s)." % (
+                'unpaused' if self.action == 'pause' else 'started', "; ".join(self.restore_errors),
+                'unpause' if self.action == 'pause' else 'start')
+            if exc_type is None:
+                raise HoldfastError("The copy succeeded but " + what)
+            raise HoldfastError("%s And %s" % (getattr(exc, 'msg', None) or exc, what)) from exc
         return False
 
     def resume(self):
-        """Unpause or start every touched container (once; safe to call from another thread and again later)."""
+        """Unpause or start every touched container (once; safe to call from another thread and again later).
+
+        A signal turned into an exception in the middle does not leave the others behind: the interrupted one is
+        tried once more, the rest are put back, and the exception is raised at the end.
+        """
+        pending = None
         with self._lock:
             for c in reversed(self.touched):
                 if c.get('restored') or c.get('failed'):
                     continue
-                try:
-                    if c['action'] == 'pause':
-                        self.client.unpause(c['id'])
-                    else:
-                        self.client.start(c['id'])
-                    c['restored'] = True
-                except (DockerException, APIError) as exc:
-                    c['failed'] = True
-                    self.restore_errors.append('%s: %s' % (c['name'], exc))
+                for _attempt in (1, 2):
+                    try:
+                        if c['action'] == 'pause':
+                            self.client.unpause(c['id'])
+                        else:
+                            self.client.start(c['id'])
+                        c['restored'] = True
+                        break
+                    except (DockerException, APIError) as exc:
+                        c['failed'] = True
+                        self.restore_errors.append('%s: %s' % (c['name'], exc))
+                        break
+                    except BaseException as exc:  # pylint: disable=broad-except
+                        pending = pending or exc
                 c['downtime'] = time.monotonic() - c['started']
+        if pending is not None:
+            raise pending
 
     def report(self):
         out = []

@@ -173,3 +173,67 @@ def test_write_archive_reports_the_source_read_before_the_tail(tmp_path, monkeyp
     total = time.monotonic() - start
     assert len(called) == 1 and called[0] < 0.8 <= total
     assert stats['source_seconds'] is not None and stats['source_seconds'] < 0.8
+
+
+class Interrupt(BaseException):
+    pass
+
+
+class InterruptOnce(FakeClient):
+    """The first unpause is interrupted by a signal (turned into an exception by the module)."""
+
+    def unpause(self, cid):
+        self._call('unpause', cid)
+        if not getattr(self, 'interrupted', False):
+            self.interrupted = True
+            raise Interrupt()
+
+
+def test_a_signal_while_resuming_leaves_no_container_behind():
+    client = InterruptOnce()
+    q = Quiesce(client, 'pause', [c('a'), c('b')])
+    with pytest.raises(Interrupt):
+        with q:
+            pass
+    # b (resumed first) was interrupted and tried again; a was resumed too; then the signal's exception surfaced
+    assert client.calls == [('pause', 'id-a'), ('pause', 'id-b'), ('unpause', 'id-b'), ('unpause', 'id-b'),
+                            ('unpause', 'id-a')]
+    assert all(e['resumed'] for e in q.report())
+
+
+class InterruptPause(FakeClient):
+    def pause(self, cid):
+        self._call('pause', cid)
+        if cid == 'id-b':
+            raise Interrupt()
+
+
+def test_a_signal_while_quiescing_puts_back_the_ones_done():
+    client = InterruptPause()
+    with pytest.raises(Interrupt):
+        with Quiesce(client, 'pause', [c('a'), c('b'), c('c')]):
+            pass  # pragma: no cover (never entered)
+    assert client.calls == [('pause', 'id-a'), ('pause', 'id-b'), ('unpause', 'id-a')]
+
+
+def test_copy_failure_and_resume_failure_are_both_told():
+    client = FakeClient(fail={('unpause', 'id-a')})
+    with pytest.raises(HoldfastError) as info:
+        with Quiesce(client, 'pause', [c('a')]):
+            raise HoldfastError('The backup failed, nothing was kept: zstd exited 3')
+    assert 'zstd exited 3' in info.value.msg and 'could not be unpaused' in info.value.msg
+    assert 'docker unpause' in info.value.msg
+
+
+def test_writers_paused_by_someone_else_and_woken_during_the_read():
+    from ansible_collections.holdfast.volumes.plugins.module_utils._backup import _woke_up
+
+    class Inspect(FakeClient):
+        def inspect_container(self, cid):
+            if cid == 'id-gone':
+                raise APIError('no such container')
+            return {'State': {'Paused': cid == 'id-still'}}
+    assert _woke_up(Inspect(), [c('still', 'paused'), c('woke', 'paused'), c('gone', 'paused')]) == ['woke', 'gone']
+    users = [c('still', 'paused'), c('woke', 'paused')]
+    record = consistency_record('none', users, [], [], dict(files_changed=False), ['woke'])
+    assert record['consistent'] is False and record['live_writers'] == ['woke']
