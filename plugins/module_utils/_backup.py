@@ -13,6 +13,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import contextlib
 import datetime
 import errno
 import fcntl
@@ -570,7 +571,9 @@ def run_backup(params, check_mode=False):
                 quiesce.resume()
                 woke.extend(_woke_up(client, watch))
             try:
-                with _signals_raise(), quiesce:
+                # the Engine route's helper container is created before the pause, so only the read is downtime
+                with _signals_raise(), (access.engine_mount(name, read_only=True) if route != 'host'
+                                        else _no_mount()) as cid, quiesce:
                     # containers resume as soon as the source has been read (quiesce.resume), before the
                     # compression tail, fsync and read-back; at the latest when this block exits, however it exits
                     if route == 'host':
@@ -580,11 +583,10 @@ def run_backup(params, check_mode=False):
                                               on_source_done=source_read)
                         stats['file_count'] = count_index(index_path)
                     else:
-                        with access.engine_mount(name, read_only=True) as cid:
-                            stream = access.engine_read_stream(cid)
-                            stats = write_archive(None, stream, tmp_path, compression,
-                                                  params.get('compression_level'), params.get('encrypt_to'),
-                                                  verify=params.get('verify', True), on_source_done=source_read)
+                        stream = access.engine_read_stream(cid)
+                        stats = write_archive(None, stream, tmp_path, compression, params.get('compression_level'),
+                                              params.get('encrypt_to'), verify=params.get('verify', True),
+                                              on_source_done=source_read)
             finally:
                 result['containers'] = quiesce.report()
                 warnings.extend(quiesce.warnings)
@@ -676,6 +678,11 @@ def inconsistency_warning(name, consistency, tar_messages):
     return ("The backup of %s is NOT consistent: %s. A database restored from it may start and still be corrupt. "
             "Use the default quiesce (auto: pause the writers) or quiesce: pause or stop; see docs/databases.md."
             % (name, "; ".join(reasons)))
+
+
+@contextlib.contextmanager
+def _no_mount():
+    yield None
 
 
 class _signals_raise(object):
