@@ -186,13 +186,14 @@ class _Tee(object):
 
 
 def write_archive(source_cmd, engine_stream, tmp_path, compression, level, recipients, verify=False,
-                  on_source_done=None):
+                  on_source_done=None, hold_verify=False):
     """Run source -> [compressor] -> [age] and write the final bytes to tmp_path (hashing them).
 
     source_cmd: GNU tar command (host route), or None with engine_stream (an iterator of raw tar bytes).
     on_source_done: called once (from another thread) as soon as the source has been read: tar has exited, or the
     Engine's stream has ended (or failed), before the compression tail, fsync and read-back. Quiesced containers
-    resume there.
+    resume there. hold_verify: no sync or read-back until then (while containers wait, the read has the disk to
+    itself; otherwise the verification overlaps the compression).
     Returns dict(bytes, sha256, raw_bytes, file_count (engine route), files_changed, source_seconds, warnings).
     """
     stages = []
@@ -226,9 +227,7 @@ def write_archive(source_cmd, engine_stream, tmp_path, compression, level, recip
     digest = hashlib.sha256()
     written = [0]
     fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    # While containers are quiesced, the source read has the disk to itself: syncing and reading back start when
-    # it is over (done_reading releases the verifier).
-    verifier = ReadBackVerifier(tmp_path, fd, enabled=verify, held=on_source_done is not None)
+    verifier = ReadBackVerifier(tmp_path, fd, enabled=verify, held=hold_verify)  # done_reading releases it
     sink = _Sink(fd, digest, written, verifier)
 
     def done_reading():  # called once: by the tar watcher (host route) or the stream feeder (engine route)
@@ -580,13 +579,13 @@ def run_backup(params, check_mode=False):
                         cmd = TAR_CREATE[:-1] + ['--index-file=%s' % index_path, '--verbose', '-C', host_path, '.']
                         stats = write_archive(cmd, None, tmp_path, compression, params.get('compression_level'),
                                               params.get('encrypt_to'), verify=params.get('verify', True),
-                                              on_source_done=source_read)
+                                              on_source_done=source_read, hold_verify=bool(quiesce.touched))
                         stats['file_count'] = count_index(index_path)
                     else:
                         stream = access.engine_read_stream(cid)
                         stats = write_archive(None, stream, tmp_path, compression, params.get('compression_level'),
                                               params.get('encrypt_to'), verify=params.get('verify', True),
-                                              on_source_done=source_read)
+                                              on_source_done=source_read, hold_verify=bool(quiesce.touched))
             finally:
                 result['containers'] = quiesce.report()
                 warnings.extend(quiesce.warnings)

@@ -6,6 +6,8 @@ order of the raw copy and the backup alternates):
 - the raw copy: `tar -C <mountpoint> -cf - . | zstd -q -T0 -3 > file` (reading the source, nothing else);
 - volume_backup with the defaults (quiesce auto, i.e. pause): the container's downtime as the module records it
   (from the pause request until the unpause returned), and the module's whole duration;
+- the same module code called in-process (as the backup role's scheduled runner does on the host, without
+  Ansible): the downtime without an ansible-playbook controller competing for the CPU;
 - volume_backup with quiesce: stop: the downtime the module records (stop request to start returned), and until
   the database answers queries again.
 The target (issue #12): pause downtime within 1.2x of the raw read. On a shared machine, other processes only ever
@@ -78,7 +80,9 @@ def main():
     size = int(subprocess.run(['du', '-sb', mountpoint], capture_output=True, text=True, check=True).stdout.split()[0])
     bindir = Path(sys.executable).parent
     penv = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(collections_path()), ANSIBLE_LOCALHOST_WARNING='False')
-    raw, pause, pause_total, pause_read, stop, stop_answer = [], [], [], [], [], []
+    raw, pause, pause_total, pause_read, stop, stop_answer, direct = [], [], [], [], [], [], []
+    sys.path.insert(0, str(collections_path()))
+    from ansible_collections.holdfast.volumes.plugins.module_utils._backup import BACKUP_OPTIONS, run_backup
     with tempfile.TemporaryDirectory(dir='/var/tmp') as tmp:
         inv = os.path.join(tmp, 'inv')
         Path(inv).write_text('localhost ansible_connection=local ansible_python_interpreter=%s\n' % sys.executable)
@@ -114,6 +118,11 @@ def main():
             pause_read.append(manifest['source_read_seconds'])
             if run % 2 == 1:
                 raw_copy()
+            params = dict((k, v.get('default')) for k, v in BACKUP_OPTIONS.items())
+            params.update(volume=vol, dest=os.path.join(tmp, 'direct'), timeout=60)
+            drop_caches()
+            result, _warnings = run_backup(params)
+            direct.append(result['containers'][0]['downtime_seconds'])
             manifest = backup('stop')
             stop.append(manifest['containers'][0]['downtime_seconds'])
             # the module records until `docker start` returned; the database answers a little later
@@ -130,6 +139,7 @@ def main():
     for label, values in (('raw copy: tar \\| zstd -T0 -3 > file', raw),
                           ('quiesce auto (pause): downtime', pause),
                           ('quiesce auto (pause): tar reading the volume (in the module)', pause_read),
+                          ('quiesce auto (pause): downtime, module code in-process (no controller)', direct),
                           ('quiesce auto (pause): whole backup (module time, verified)', pause_total),
                           ('quiesce stop: downtime (stop request to start returned)', stop),
                           ('quiesce stop: until the database answers again', stop_answer)):
