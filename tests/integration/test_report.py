@@ -68,3 +68,12 @@ def test_report_json_and_html(docker_client, prefix, tmp_path):
     assert prefix + '_db' in dom and prefix + '_nobackup' in dom and 'yes (size)' in dom
     assert 'NO (live copy)' in dom and 'yes (auto)' in dom
     assert shot.stat().st_size > 10000  # a real rendering, not an empty page
+    # the restore role refuses the inconsistent backup (holdfast_restore_allow_inconsistent is false by default),
+    # before touching anything: the writer's volume keeps its newer content
+    log = os.path.join(docker_client.inspect_volume(prefix + '_live')['Mountpoint'], 'log')
+    size = os.path.getsize(log)
+    run = run_named_playbook('holdfast.volumes.restore', dict(extra, holdfast_restore_volumes=[prefix + '_live'],
+                                                             holdfast_restore_replace=True))
+    assert run.rc != 0
+    assert 'is recorded as NOT consistent' in run.stdout and 'holdfast_restore_allow_inconsistent' in run.stdout
+    assert os.path.getsize(log) >= size and docker_client.inspect_container(prefix + '_writer')['State']['Running']
