@@ -40,8 +40,8 @@ def restore(name, **args):
 
 @pytest.fixture(scope='session')
 def pg_image(docker_client):
-    out = subprocess.run([str(ROOT / 'scripts' / 'build-postgres-image.sh')], check=True, capture_output=True,
-                         text=True)
+    out = subprocess.run([str(ROOT / 'scripts' / 'build-postgres-image.sh')], capture_output=True, text=True)
+    assert out.returncode == 0, 'building the PostgreSQL test image failed: %s' % out.stderr[-3000:]
     return out.stdout.strip().splitlines()[-1]
 
 
