@@ -571,21 +571,22 @@ def run_backup(params, check_mode=False):
                 woke.extend(_woke_up(client, watch))
             try:
                 # the Engine route's helper container is created before the pause, so only the read is downtime
-                with _signals_raise(), (access.engine_mount(name, read_only=True) if route != 'host'
-                                        else _no_mount()) as cid, quiesce:
-                    # containers resume as soon as the source has been read (quiesce.resume), before the
-                    # compression tail, fsync and read-back; at the latest when this block exits, however it exits
-                    if route == 'host':
-                        cmd = TAR_CREATE[:-1] + ['--index-file=%s' % index_path, '--verbose', '-C', host_path, '.']
-                        stats = write_archive(cmd, None, tmp_path, compression, params.get('compression_level'),
-                                              params.get('encrypt_to'), verify=params.get('verify', True),
-                                              on_source_done=source_read, hold_verify=bool(quiesce.touched))
-                        stats['file_count'] = count_index(index_path)
-                    else:
-                        stream = access.engine_read_stream(cid)
-                        stats = write_archive(None, stream, tmp_path, compression, params.get('compression_level'),
-                                              params.get('encrypt_to'), verify=params.get('verify', True),
-                                              on_source_done=source_read, hold_verify=bool(quiesce.touched))
+                mount = access.engine_mount(name, read_only=True) if route != 'host' else _no_mount()
+                with _signals_raise(), mount as cid:
+                    with quiesce:
+                        # containers resume as soon as the source has been read (quiesce.resume), before the
+                        # compression tail, fsync and read-back; at the latest when this block exits, however it exits
+                        if route == 'host':
+                            cmd = TAR_CREATE[:-1] + ['--index-file=%s' % index_path, '--verbose', '-C', host_path, '.']
+                            stats = write_archive(cmd, None, tmp_path, compression, params.get('compression_level'),
+                                                  params.get('encrypt_to'), verify=params.get('verify', True),
+                                                  on_source_done=source_read, hold_verify=bool(quiesce.touched))
+                            stats['file_count'] = count_index(index_path)
+                        else:
+                            stream = access.engine_read_stream(cid)
+                            stats = write_archive(None, stream, tmp_path, compression, params.get('compression_level'),
+                                                  params.get('encrypt_to'), verify=params.get('verify', True),
+                                                  on_source_done=source_read, hold_verify=bool(quiesce.touched))
             finally:
                 result['containers'] = quiesce.report()
                 warnings.extend(quiesce.warnings)
@@ -659,7 +660,7 @@ def consistency_record(action, users, containers, touched_ids, stats, woke=()):
     quiesce: none and no Engine). files_changed: tar reported files that changed while it read them (None on the
     Engine route, which cannot tell). consistent: no live writer and no changed file.
     """
-    writers = None if users is None else live_writers(users, set(touched_ids)) + [n for n in woke]
+    writers = None if users is None else live_writers(users, set(touched_ids)) + list(woke)
     files_changed = stats.get('files_changed')
     return dict(
         quiesce_action=action, quiesced=bool(containers), live_writers=writers, files_changed=files_changed,

@@ -143,8 +143,8 @@ def main():
                           ('quiesce auto (pause): whole backup (module time, verified)', pause_total),
                           ('quiesce stop: downtime (stop request to start returned)', stop),
                           ('quiesce stop: until the database answers again', stop_answer)):
-        print('| %s | %.2f | %.2fx | %.2f | %.2fx |' % (label, median(values), median(values) / base, min(values),
-                                                      min(values) / min(raw)))
+        row = (label, median(values), median(values) / base, min(values), min(values) / min(raw))
+        print('| %s | %.2f | %.2fx | %.2f | %.2fx |' % row)
 
 
 if __name__ == '__main__':

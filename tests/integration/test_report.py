@@ -72,8 +72,8 @@ def test_report_json_and_html(docker_client, prefix, tmp_path):
     # before touching anything: the writer's volume keeps its newer content
     log = os.path.join(docker_client.inspect_volume(prefix + '_live')['Mountpoint'], 'log')
     size = os.path.getsize(log)
-    run = run_named_playbook('holdfast.volumes.restore', dict(extra, holdfast_restore_volumes=[prefix + '_live'],
-                                                             holdfast_restore_replace=True))
+    restore_vars = dict(extra, holdfast_restore_volumes=[prefix + '_live'], holdfast_restore_replace=True)
+    run = run_named_playbook('holdfast.volumes.restore', restore_vars)
     assert run.rc != 0
     assert 'is recorded as NOT consistent' in run.stdout and 'holdfast_restore_allow_inconsistent' in run.stdout
     assert os.path.getsize(log) >= size and docker_client.inspect_container(prefix + '_writer')['State']['Running']
