@@ -195,6 +195,10 @@ def test_postgres_under_load_defaults_pause_stop(docker_client, pg_image, prefix
         copy = Postgres(docker_client, pg_image, '%s_c%s' % (prefix, which), '%s_r%s' % (prefix, which))
         counts[which] = copy.check()
         docker_client.remove_container(copy.name, force=True)
+    print('pgbench acknowledged %d + %d; restored history rows %s; pause downtime %.2f s / %.2f s, stop %.2f s; '
+          'checkpoints %d' % (acked_first, acked_second, counts, default['containers'][0]['downtime_seconds'],
+                              paused['containers'][0]['downtime_seconds'], entry['downtime_seconds'],
+                              checkpoints.count))
     # paused copies: a prefix of the first run's transactions (a commit may be in flight, unacknowledged, per client)
     for which in ('default', 'pause'):
         assert 0 < counts[which] <= acked_first + CLIENTS, counts
