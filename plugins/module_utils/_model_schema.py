@@ -62,8 +62,10 @@ MODEL = dict(
         dest=dict(type='path', required=True, description='Backup destination directory on the host.'),
         compression=dict(type='str', choices=['zstd', 'gzip', 'none'], default='zstd',
                          description='zstd, gzip or none.'),
-        quiesce=dict(type='str', choices=['none', 'pause', 'stop'], default='none',
-                     description='none, pause or stop the containers using the volume during the copy.'),
+        quiesce=dict(type='str', choices=['auto', 'none', 'pause', 'stop'], default='auto',
+                     description='auto (pause the running containers that mount the volume writable while it is '
+                                 'read), pause, stop, or none (a live copy, recorded as not consistent when a '
+                                 'container could write to it). See docs/databases.md.'),
         encrypt_to=dict(type='list', elements='str', description='age recipients.'),
         compression_level=dict(type='int', description='Compression level (zstd 1-19, gzip 1-9).'),
         stop_timeout=dict(type='int', description='Seconds a container gets to stop (quiesce stop).'),
