@@ -65,6 +65,8 @@ def manifest_name_for(archive_basename):
 
 def safe_folder_name(name):
     """The folder for a source: the volume name, or a readable, collision-free name for a host path."""
+    if name in ('', '.', '..'):
+        raise HoldfastError("%r is neither a volume name nor a host path." % name)
     if '/' not in name:
         return name
     clean = re.sub(r'[^A-Za-z0-9_.-]+', '_', name.strip('/')) or 'root'
@@ -91,10 +93,17 @@ def fsync_dir(path):
 
 
 def write_json_atomic(path, data, mode=0o600):
-    """Write JSON to a temporary name in the same directory, fsync, rename, fsync the directory."""
+    """Write JSON to a new temporary name in the same directory (O_EXCL|O_NOFOLLOW: a planted file or symlink is
+    never written through), fsync, rename, fsync the directory."""
     folder = os.path.dirname(path)
-    tmp = os.path.join(folder, '%smanifest-%d' % (TMP_PREFIX, os.getpid()))
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    while True:
+        tmp = os.path.join(folder, '%smanifest-%d-%s' % (TMP_PREFIX, os.getpid(), os.urandom(4).hex()))
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, 'O_CLOEXEC', 0),
+                         mode)
+            break
+        except FileExistsError:
+            continue
     try:
         with os.fdopen(fd, 'w') as handle:
             json.dump(data, handle, indent=2, sort_keys=True)
@@ -109,6 +118,26 @@ def write_json_atomic(path, data, mode=0o600):
             pass
         raise
     fsync_dir(folder)
+
+
+def check_manifest_shape(manifest):
+    """Pure: a manifest is hostile input too. Raise ValueError unless it is a JSON object whose fields a restore
+    reads have the right types."""
+    if not isinstance(manifest, dict):
+        raise ValueError('a manifest must be a JSON object')
+    for key in ('archive', 'sha256', 'created', 'volume', 'driver', 'compression'):
+        if manifest.get(key) is not None and not isinstance(manifest[key], str):
+            raise ValueError('manifest field %s must be a string' % key)
+    for key in ('labels', 'driver_options'):
+        value = manifest.get(key)
+        if value is not None and not (isinstance(value, dict) and all(
+                isinstance(k, str) and isinstance(v, str) for k, v in value.items())):
+            raise ValueError('manifest field %s must be a map of strings' % key)
+    for key in ('file_count', 'bytes_raw', 'bytes_stored'):
+        value = manifest.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise ValueError('manifest field %s must be a non-negative integer' % key)
+    return manifest
 
 
 def backup_folders(dest, volumes=None):
@@ -150,7 +179,7 @@ def list_backups(folder):
         path = os.path.join(folder, entry)
         try:
             with open(path) as handle:
-                manifest = json.load(handle)
+                manifest = check_manifest_shape(json.load(handle))
             if manifest.get('format') != FORMAT or not manifest.get('archive') or not manifest.get('sha256'):
                 raise ValueError('not a holdfast manifest')
             if os.path.basename(manifest['archive']) != manifest['archive'] or manifest_name_for(
@@ -162,10 +191,14 @@ def list_backups(folder):
         if manifest['archive'] not in names:
             bad_manifests.append(dict(name=entry, error='archive %s is missing' % manifest['archive']))
             continue
+        try:
+            when = parse_manifest_time(manifest)
+        except HoldfastError as exc:
+            bad_manifests.append(dict(name=entry, error=exc.msg))
+            continue
         claimed.add(manifest['archive'])
         complete.append(dict(manifest=manifest, manifest_path=path,
-                             archive_path=os.path.join(folder, manifest['archive']),
-                             time=parse_manifest_time(manifest)))
+                             archive_path=os.path.join(folder, manifest['archive']), time=when))
     for entry in entries:
         match = NAME_RE.match(entry)
         if match and match.group('suffix') != MANIFEST_SUFFIX and entry not in claimed:

@@ -55,6 +55,11 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._quiesce import (
     live_writers,
     run_hook,
 )
+from ansible_collections.holdfast.volumes.plugins.module_utils._safe_fs import (
+    check_private_dir,
+    foreign_writer,
+    open_private_file,
+)
 from ansible_collections.holdfast.volumes.plugins.module_utils._volume_access import VolumeAccess, _IterReader
 
 CHUNK = 1024 * 1024
@@ -134,7 +139,8 @@ class FolderLock(object):
         self.fd = None
 
     def __enter__(self):
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        # never through a planted symlink, fifo or device (open_private_file checks it is a regular file)
+        self.fd = open_private_file(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         deadline = time.monotonic() + self.timeout
         while True:
             try:
@@ -186,7 +192,7 @@ class _Tee(object):
 
 
 def write_archive(source_cmd, engine_stream, tmp_path, compression, level, recipients, verify=False,
-                  on_source_done=None, hold_verify=False):
+                  on_source_done=None, hold_verify=False, pass_fds=()):
     """Run source -> [compressor] -> [age] and write the final bytes to tmp_path (hashing them).
 
     source_cmd: GNU tar command (host route), or None with engine_stream (an iterator of raw tar bytes).
@@ -207,9 +213,10 @@ def write_archive(source_cmd, engine_stream, tmp_path, compression, level, recip
         stages.append(age)
     procs = []
 
-    def spawn(cmd, stdin):
+    def spawn(cmd, stdin, fds=()):
         err = tempfile.TemporaryFile()
-        proc = subprocess.Popen(cmd, stdin=stdin, stdout=subprocess.PIPE, stderr=err, env=command_env())
+        proc = subprocess.Popen(cmd, stdin=stdin, stdout=subprocess.PIPE, stderr=err, env=command_env(),
+                                pass_fds=fds)
         grow_pipe(proc.stdout)
         if proc.stdin is not None:
             grow_pipe(proc.stdin)
@@ -226,7 +233,7 @@ def write_archive(source_cmd, engine_stream, tmp_path, compression, level, recip
     errors = []
     digest = hashlib.sha256()
     written = [0]
-    fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     verifier = ReadBackVerifier(tmp_path, fd, enabled=verify, held=hold_verify)  # done_reading releases it
     sink = _Sink(fd, digest, written, verifier)
 
@@ -261,7 +268,7 @@ def write_archive(source_cmd, engine_stream, tmp_path, compression, level, recip
     watcher = None
     try:
         if source_cmd is not None:
-            source_proc = spawn(source_cmd, subprocess.DEVNULL)
+            source_proc = spawn(source_cmd, subprocess.DEVNULL, pass_fds)
             prev_out = source_proc.stdout
             watcher = threading.Thread(target=lambda: (source_proc.wait(), done_reading()))
             watcher.daemon = True
@@ -539,11 +546,17 @@ def run_backup(params, check_mode=False):
         result['would_quiesce'] = [u['name'] for u in targets]
         result['quiesce_action'] = action
         return result, []
+    warnings = []
     try:
         os.makedirs(folder, mode=0o700, exist_ok=True)
     except OSError as exc:
         raise HoldfastError("Cannot create the backup folder %s: %s" % (folder, exc.strerror)) from exc
-    warnings = []
+    # an existing folder may have been made by someone else: only root (or this user) may change what is in it
+    check_private_dir(folder, 'the backup folder')
+    why = foreign_writer(os.stat(params['dest']))
+    if why:
+        warnings.append("The backup destination %s could be changed by another user (%s): they could replace or "
+                        "remove the backups in it." % (params['dest'], why))
     with FolderLock(folder, params.get('lock_timeout', 600)):
         result['cleaned'] = clean_temporaries(folder)
         # Names carry the time to the second: taken under the lock, and unique (a queued backup may wait a second).
@@ -558,6 +571,13 @@ def run_backup(params, check_mode=False):
         result.update(archive=final_path, manifest=manifest_path)
         tmp_path = os.path.join(folder, '%s%s' % (TMP_PREFIX, final_name))
         index_path = os.path.join(folder, '%sindex-%d' % (TMP_PREFIX, os.getpid()))
+        # tar's index lists the file names (in clear, even for an encrypted backup): a new private file, which tar
+        # reaches through our descriptor, never by a name someone could have planted
+        try:
+            os.unlink(index_path)
+        except FileNotFoundError:
+            pass
+        index_fd = open_private_file(index_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             for hook in params.get('pre_hooks') or []:
                 result['hooks'].append(run_hook(client, hook, 'pre'))
@@ -577,11 +597,13 @@ def run_backup(params, check_mode=False):
                         # containers resume as soon as the source has been read (quiesce.resume), before the
                         # compression tail, fsync and read-back; at the latest when this block exits, however it exits
                         if route == 'host':
-                            cmd = TAR_CREATE[:-1] + ['--index-file=%s' % index_path, '--verbose', '-C', host_path, '.']
+                            cmd = TAR_CREATE[:-1] + ['--index-file=/proc/self/fd/%d' % index_fd, '--verbose', '-C',
+                                                     host_path, '.']
                             stats = write_archive(cmd, None, tmp_path, compression, params.get('compression_level'),
                                                   params.get('encrypt_to'), verify=params.get('verify', True),
-                                                  on_source_done=source_read, hold_verify=bool(quiesce.touched))
-                            stats['file_count'] = count_index(index_path)
+                                                  on_source_done=source_read, hold_verify=bool(quiesce.touched),
+                                                  pass_fds=(index_fd,))
+                            stats['file_count'] = count_index('/proc/self/fd/%d' % index_fd)
                         else:
                             stream = access.engine_read_stream(cid)
                             stats = write_archive(None, stream, tmp_path, compression, params.get('compression_level'),
@@ -605,6 +627,7 @@ def run_backup(params, check_mode=False):
                     pass
             raise
         finally:
+            os.close(index_fd)
             try:
                 os.unlink(index_path)
             except OSError:

@@ -45,6 +45,11 @@ def _flag(value):
 
 
 def run_backup_info(params):
+    from ansible_collections.holdfast.volumes.plugins.module_utils._restore import (
+        DEFAULT_STATE_DIR,
+        restore_leftovers,
+    )
     now = datetime.datetime.now(datetime.timezone.utc)
     folders = backup_folders(params['dest'], params.get('volumes'))
-    return dict(changed=False, backups=[folder_state(f, params.get('verify') or 'size', now) for f in folders])
+    return dict(changed=False, backups=[folder_state(f, params.get('verify') or 'size', now) for f in folders],
+                restore_leftovers=restore_leftovers(params.get('state_dir') or DEFAULT_STATE_DIR))

@@ -15,6 +15,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
+import re
 import sys
 import traceback
 
@@ -98,10 +99,31 @@ def connection_params(params):
                 api_version=params.get('api_version') or 'auto')
 
 
+LOCAL_SOCKETS = ('/var/run/docker.sock', '/run/docker.sock')
+# Docker's own rule for volume names (daemon/names): an alphanumeric, then alphanumerics, '_', '.' or '-'.
+VOLUME_NAME_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]+$')
+
+
 def is_local_engine(docker_host):
-    """True when the engine runs on this host (so its volume mountpoints are ours to read)."""
+    """True when docker_host is this host's own engine socket, so the volume paths it reports are this host's.
+
+    Anything else (TCP, SSH, another socket, which may well be forwarded from another machine) is treated as a
+    remote engine: its volumes are reached through the Engine API only, never by a host path."""
     host = docker_host or DEFAULT_DOCKER_HOST
-    return host.startswith('unix://') or host.startswith('/') or host.startswith('npipe://')
+    if host.startswith('unix://'):
+        host = host[len('unix://'):]
+    if not host.startswith('/'):
+        return False
+    local = set(os.path.realpath(p) for p in LOCAL_SOCKETS)
+    return os.path.normpath(host) in LOCAL_SOCKETS or os.path.realpath(host) in local
+
+
+def validate_volume_name(name, what='volume'):
+    """Refuse a name that is not a Docker volume name before it reaches an API URL (e.g. '../../containers/json')."""
+    if not isinstance(name, str) or not VOLUME_NAME_RE.match(name):
+        raise HoldfastError("%s %r is not a valid Docker volume name: use at least two characters, starting with a "
+                            "letter or digit, then letters, digits, '_', '.' or '-'." % (what, name))
+    return name
 
 
 def connect(params):
@@ -162,6 +184,7 @@ def normalise_volume(raw):
 
 def inspect_volume(client, name):
     """Inspect one volume; None when it does not exist."""
+    validate_volume_name(name)
     try:
         return normalise_volume(client.inspect_volume(name))
     except NotFound:

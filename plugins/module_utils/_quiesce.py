@@ -31,18 +31,37 @@ AUTO_ACTION = 'pause'
 _KILL_SIGNALS = ('SIGKILL', 'KILL', '9')
 
 
-def containers_using(client, volume=None, path=None):
-    """Containers (all states) mounting the volume, or bind-mounting the path or anything under/above it.
+def _overlap(a, b):
+    return a == b or a.startswith(b.rstrip('/') + '/') or b.startswith(a.rstrip('/') + '/')
+
+
+def containers_using(client, volume=None, path=None, local=True):
+    """Containers (all states) that mount the volume, or that reach the host path (or anything under or above it)
+    through a bind mount or through any volume whose data lies there: a volume bound to a directory
+    (driver_opts type=none, o=bind, device) or a plain local volume's own directory.
 
     Each carries `writable`: whether any of its mounts of the source is read-write.
     """
-    real = os.path.realpath(path) if path else None
+    from ansible_collections.holdfast.volumes.plugins.module_utils._docker_common import list_volumes
+    from ansible_collections.holdfast.volumes.plugins.module_utils._volume_access import host_data_path
+
+    def norm(p):
+        return os.path.realpath(p) if local else os.path.normpath(p)
+    real = norm(path) if path else None
+    volume_dirs = {}
+    if real:
+        for vol in list_volumes(client):
+            where = host_data_path(vol)
+            if where:
+                volume_dirs[vol['Name']] = norm(where)
     out = []
     for container, mount in container_mounts(client):
         hit = bool(volume) and mount.get('Type') == 'volume' and mount.get('Name') == volume
-        if real and mount.get('Type') == 'bind' and mount.get('Source'):
-            src = os.path.realpath(mount['Source'])
-            hit = src == real or src.startswith(real + '/') or real.startswith(src + '/')
+        if real and not hit:
+            if mount.get('Type') == 'bind' and mount.get('Source'):
+                hit = _overlap(norm(mount['Source']), real)
+            elif mount.get('Type') == 'volume' and mount.get('Name') in volume_dirs:
+                hit = _overlap(volume_dirs[mount['Name']], real)
         if not hit:
             continue
         writable = bool(mount.get('RW', True))

@@ -15,23 +15,23 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import errno
+import fcntl
 import hashlib
 import json
 import os
-import shutil
 import stat
 import subprocess
 import tempfile
 import threading
 import time
-import uuid
 from contextlib import nullcontext
 
 from ansible_collections.holdfast.volumes.plugins.module_utils._archive import (
     AGE_MAGIC,
     NAME_RE,
     MemberChecker,
-    fsync_dir,
+    check_manifest_shape,
     list_backups,
     manifest_name_for,
     safe_folder_name,
@@ -41,12 +41,15 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._archive import (
 )
 from ansible_collections.holdfast.volumes.plugins.module_utils._backup import CHUNK, FolderLock, grow_pipe, need_tool
 from ansible_collections.holdfast.volumes.plugins.module_utils._docker_common import (
+    LOCAL_SOCKETS,
     APIError,
     DockerException,
     api_error,
     connect,
     inspect_volume,
+    is_local_engine,
     normalise_volume,
+    validate_volume_name,
 )
 from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError, refuse_negative
 from ansible_collections.holdfast.volumes.plugins.module_utils._offsite import locate_remote
@@ -55,6 +58,18 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._quiesce import (
     Quiesce,
     containers_using,
     restore_consistency,
+)
+from ansible_collections.holdfast.volumes.plugins.module_utils._safe_fs import (
+    DIR_FLAGS,
+    STAGING_PREFIX,
+    Staging,
+    check_private_dir,
+    foreign_writer,
+    leftover_staging,
+    open_dir,
+    rmtree_at,
+    stat_at,
+    trusted_realpath,
 )
 from ansible_collections.holdfast.volumes.plugins.module_utils._tar_gate import (
     DiskGuard,
@@ -65,7 +80,11 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._tar_gate import 
     human,
     reserve_bytes,
 )
-from ansible_collections.holdfast.volumes.plugins.module_utils._volume_access import VolumeAccess, dir_is_empty
+from ansible_collections.holdfast.volumes.plugins.module_utils._volume_access import (
+    VolumeAccess,
+    dir_is_empty,
+    host_data_path,
+)
 from ansible_collections.holdfast.volumes.plugins.module_utils._volume_model import restore_labels
 
 DEFAULT_STATE_DIR = '/var/lib/holdfast-volumes/restored'
@@ -88,9 +107,10 @@ def locate(params):
             if os.path.isfile(mpath):
                 with open(mpath) as handle:
                     try:
-                        manifest = json.load(handle)
-                    except ValueError:
-                        raise HoldfastError("The manifest %s beside the archive is not valid JSON." % mpath) from None
+                        manifest = check_manifest_shape(json.load(handle))
+                    except ValueError as exc:
+                        raise HoldfastError("The manifest %s beside the archive is not a valid manifest (%s)."
+                                            % (mpath, exc)) from None
         return path, manifest
     source = params.get('source') or params.get('volume') or params.get('path')
     folder = os.path.join(params['dest'], safe_folder_name(source))
@@ -243,14 +263,14 @@ def _disk_guard(params, manifest, where):
     return guard
 
 
-def extract_gated(params, archive, manifest, staging):
+def extract_gated(params, archive, manifest, staging, pass_fds=()):
     """Extract the archive into the (empty) staging directory: GNU tar reads only the gate's re-encoding of the
     members the checker accepted, under the disk guard. Returns the checked summary (see _judge); on any failure
     the extractor is stopped before this raises, so the caller can remove staging."""
     guard = _disk_guard(params, manifest, staging)
     err = tempfile.TemporaryFile()
     tar = subprocess.Popen(TAR_EXTRACT + ['-C', staging], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                           stderr=err, env=command_env())
+                           stderr=err, env=command_env(), pass_fds=pass_fds)
     grow_pipe(tar.stdin)
     try:
         try:
@@ -319,6 +339,124 @@ def _marker_path(state_dir, key):
     return os.path.join(state_dir, hashlib.sha256(key.encode('utf-8')).hexdigest()[:24] + '.json')
 
 
+JOURNAL_SUFFIX = '.staging.json'
+
+
+def _journal(state_dir, key, staging_path, token):
+    """Note a restore in progress (its staging directory) in the state directory, so that backup_info can report
+    what a killed restore left behind. Returns the journal file, or None when it cannot be written."""
+    try:
+        if not os.path.isdir(state_dir):
+            os.makedirs(state_dir, mode=0o700)
+        check_private_dir(state_dir, 'the restore state directory')
+        path = _marker_path(state_dir, key)[:-len('.json')] + '-%s%s' % (token, JOURNAL_SUFFIX)
+        write_json_atomic(path, dict(target=key, staging=staging_path, pid=os.getpid(),
+                                     started=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())))
+        return path
+    except (OSError, HoldfastError):
+        return None
+
+
+def _forget_journal(state_dir, key):
+    """Drop the journal entries of this target whose staging directory is gone."""
+    prefix = os.path.basename(_marker_path(state_dir, key))[:-len('.json')] + '-'
+    try:
+        names = [n for n in os.listdir(state_dir) if n.startswith(prefix) and n.endswith(JOURNAL_SUFFIX)]
+    except OSError:
+        return
+    for name in names:
+        path = os.path.join(state_dir, name)
+        try:
+            with open(path) as handle:
+                staging = json.load(handle).get('staging')
+            if not staging or not os.path.lexists(staging):
+                os.unlink(path)
+        except (OSError, ValueError, AttributeError):
+            pass
+
+
+def restore_leftovers(state_dir):
+    """Restores that did not finish (killed): their staging directories that still exist. Read-only."""
+    out = []
+    try:
+        names = sorted(n for n in os.listdir(state_dir) if n.endswith(JOURNAL_SUFFIX))
+    except OSError:
+        return out
+    for name in names:
+        try:
+            with open(os.path.join(state_dir, name)) as handle:
+                entry = json.load(handle)
+        except (OSError, ValueError):
+            continue
+        if isinstance(entry, dict) and entry.get('staging') and os.path.lexists(entry['staging']):
+            out.append(dict(target=entry.get('target'), staging=entry['staging'], started=entry.get('started')))
+    return out
+
+
+def decide_target(client, params, manifest):
+    """The one decision about where a restore writes, made before anything is created, from the task alone.
+
+    The manifest never chooses a directory or a driver: a new volume is a plain local volume unless the task gives
+    driver/driver_options. Returns a dict: kind (volume or path), name, key (the idempotence/staging key), exists,
+    route (host: a directory of this host; engine: through the Docker Engine API), directory (the host directory,
+    or None when the Engine will assign it: a new plain local volume), vol (the inspected volume), create (the
+    spec of a volume to create, or None) and users (the containers that use it, through any mount).
+    """
+    local = is_local_engine(params.get('docker_host'))
+    if params.get('path'):
+        directory = trusted_realpath(params['path'])
+        if os.path.lexists(directory) and not os.path.isdir(directory):
+            raise HoldfastError("path %s exists and is not a directory." % directory)
+        users = containers_using(client, path=directory) if client else []
+        return dict(kind='path', name=directory, key='path:%s' % directory, exists=os.path.isdir(directory),
+                    route='host', directory=directory, vol=None, create=None, users=users)
+    name = validate_volume_name(params['volume'])
+    task_driver = params.get('driver')
+    task_options = params.get('driver_options')
+    vol = inspect_volume(client, name)
+    access = VolumeAccess(client, params.get('docker_host'))
+    if vol is not None:
+        if task_driver and task_driver != vol['Driver'] or task_options is not None and \
+                dict((k, str(v)) for k, v in task_options.items()) != vol['Options']:
+            raise HoldfastError("Volume %s exists with driver %s and options %s, not those of the task (%s, %s). "
+                                "Docker cannot change them: restore into another name, or remove the volume first."
+                                % (name, vol['Driver'], vol['Options'], task_driver or vol['Driver'],
+                                   task_options))
+        route, directory = access.route(vol)
+        if route == 'host':
+            directory = trusted_realpath(directory, 'the directory of volume %s' % name)
+        create = None
+    else:
+        create = dict(Name=name, Driver=task_driver or 'local',
+                      Options=dict((k, str(v)) for k, v in (task_options or {}).items()),
+                      Labels=restore_labels(name, manifest, params.get('labels')))
+        planned = dict(Driver=create['Driver'], Options=create['Options'], Mountpoint=None)
+        device = host_data_path(planned)
+        if not local or create['Driver'] != 'local':
+            route, directory = 'engine', None
+        elif not create['Options']:
+            route, directory = 'host', None  # the Engine assigns its directory when it creates the volume
+        elif device:
+            if not os.path.isdir(device):
+                raise HoldfastError("driver_options device %s of the new volume %s is not a directory on this host."
+                                    % (device, name))
+            route, directory = 'host', trusted_realpath(device, 'driver_options device')
+        else:
+            route, directory = 'engine', None
+    # a volume that does not exist yet has no users, but the directory it will bind to may have
+    users = containers_using(client, volume=name, path=directory, local=local) if directory or vol else []
+    return dict(kind='volume', name=name, key='volume:%s' % name, exists=vol is not None or directory is not None,
+                route=route, directory=directory, vol=vol, create=create, users=users)
+
+
+def _optional_client(params):
+    """For a path restore: the engine, to find the containers using the path. No engine on this host (no
+    docker_host, no DOCKER_HOST, no socket): no container can use it."""
+    if params.get('docker_host') or any(os.path.exists(p) for p in LOCAL_SOCKETS):
+        return connect(params)
+    return None
+
+
 def _timed(func):
     """The restore's result gets duration_seconds, whichever way it ends successfully."""
     def run(params, check_mode=False):
@@ -339,46 +477,39 @@ def run_restore(params, check_mode=False):
     if params.get('path') and not os.path.isabs(params['path']):
         raise HoldfastError("path must be absolute.")
     refuse_negative(params, 'stop_timeout', 'lock_timeout')
+    if params.get('path') and (params.get('driver') or params.get('driver_options')):
+        raise HoldfastError("driver and driver_options apply to a new volume, not to a path.")
+    if params.get('volume'):
+        validate_volume_name(params['volume'])
     archive, manifest = locate(params)
     consistent = restore_consistency(archive, manifest, params.get('allow_inconsistent', True))
-    client = connect(params) if params.get('volume') or params.get('quiesce') != 'none' else None
+    client = connect(params) if params.get('volume') else _optional_client(params)
     state_dir = params.get('state_dir') or DEFAULT_STATE_DIR
     result = dict(changed=False, archive=archive, manifest_used=bool(manifest), created_volume=False,
-                  containers=[], previous=None, labels=None, consistent=consistent)
-    target_vol = None
-    spec = None
-    if params.get('volume'):
-        target_vol = inspect_volume(client, params['volume'])
-        key = 'volume:%s' % params['volume']
-        if target_vol is None:
-            spec = dict(Name=params['volume'], Driver=(manifest or {}).get('driver') or 'local',
-                        Options=(manifest or {}).get('driver_options') or {},
-                        Labels=restore_labels(params['volume'], manifest, params.get('labels')))
-            result['labels'] = spec['Labels']
-            route = 'engine' if (spec['Options'].get('type') and spec['Options'].get('type') != 'none') \
-                or spec['Driver'] != 'local' else 'host'
-            target_dir = None
-        else:
-            access = VolumeAccess(client, params.get('docker_host'))
-            route, target_dir = access.route(target_vol)
-        users = containers_using(client, volume=params['volume'])
-    else:
-        key = 'path:%s' % os.path.realpath(params['path'])
-        route, target_dir = 'host', os.path.realpath(params['path'])
-        users = containers_using(client, path=target_dir) if client else []
-    target_exists = target_vol is not None if params.get('volume') else os.path.exists(target_dir)
-    if params.get('path') and target_exists and not os.path.isdir(target_dir):
-        raise HoldfastError("path %s exists and is not a directory." % target_dir)
+                  containers=[], previous=None, labels=None, consistent=consistent,
+                  leftovers=[], cleaned_leftovers=[])
+    target = decide_target(client, params, manifest)
+    result['route'] = target['route']
+    if target['create'] is not None:
+        result['labels'] = target['create']['Labels']
+    if target['route'] == 'engine' and params.get('strip_setuid'):
+        raise HoldfastError("strip_setuid needs the volume's files on this host; volume %s is reached through the "
+                            "Engine. Restore into a volume of this host's engine, or without strip_setuid."
+                            % target['name'])
+    key = target['key']
+    directory = target['directory']
+    if os.path.isdir(state_dir):
+        check_private_dir(state_dir, 'the restore state directory')
 
     # Idempotence: the same archive restored earlier and the content unchanged since then.
     sha_known = (manifest or {}).get('sha256')
     marker_file = _marker_path(state_dir, key)
-    if target_exists and not params.get('force') and route == 'host' and os.path.isfile(marker_file):
+    if directory and os.path.isdir(directory) and not params.get('force') and os.path.isfile(marker_file):
         try:
             with open(marker_file) as handle:
                 marker = json.load(handle)
             archive_sha = sha_known or sha256_file(archive)
-            if marker.get('sha256') == archive_sha and marker.get('fingerprint') == tree_fingerprint(target_dir):
+            if marker.get('sha256') == archive_sha and marker.get('fingerprint') == tree_fingerprint(directory):
                 result.update(sha256=archive_sha, msg='already restored from this archive; content unchanged')
                 return result, []
         except (OSError, ValueError):
@@ -386,36 +517,36 @@ def run_restore(params, check_mode=False):
 
     empty = True
     warnings = []
-    if target_exists:
-        if route == 'host':
-            empty = is_empty_dir(target_dir)
-        else:
-            empty = VolumeAccess(client, params.get('docker_host')).is_empty(target_vol, check_mode=check_mode)
+    if directory and os.path.isdir(directory):
+        result['leftovers'], inside_ours = _leftovers(directory, key)
+        empty = dir_is_empty_except(directory, set(inside_ours))
+    elif target['route'] == 'engine' and target['vol'] is not None:
+        empty = VolumeAccess(client, params.get('docker_host')).is_empty(target['vol'], check_mode=check_mode)
     if empty is None:  # check mode: reading the volume would need the helper image built first
         result['target_empty'] = 'unknown'
         warnings.append("Check mode cannot tell whether volume %s is empty: it is reached through the Docker Engine "
                         "and reading it needs the helper image, which a real run builds (check mode builds nothing). "
-                        "A real run refuses it if it holds data." % params['volume'])
+                        "A real run refuses it if it holds data." % target['name'])
     elif check_mode:
         result['target_empty'] = empty
     if empty is False and not params.get('replace'):
         raise HoldfastError("The target %s holds data; set replace: true to replace it with the archive's content "
                             "(keep_previous: true keeps the old content aside), or restore into a new volume."
-                            % (params.get('volume') or target_dir))
-    if empty is False and route == 'engine':
+                            % (directory or target['name']))
+    if empty is False and target['route'] == 'engine':
         raise HoldfastError("Replacing the content of volume %s, which is reached through the Engine (driver %s), "
                             "is not supported: it cannot be swapped atomically. Restore into a new volume instead."
-                            % (params['volume'], target_vol['Driver']))
-    running = [u for u in users if u['running']]
+                            % (target['name'], (target['vol'] or target['create'])['Driver']))
+    running = [u for u in target['users'] if u['running']]
     if running and params.get('quiesce') == 'none':
-        raise HoldfastError("Containers %s are running with the target mounted; set quiesce: stop to stop them for "
-                            "the swap (they are started again afterwards), or stop them first."
-                            % ", ".join(u['name'] for u in running))
+        raise HoldfastError("Containers %s are running with the target %s mounted; set quiesce: stop to stop them "
+                            "for the swap (they are started again afterwards), or stop them first."
+                            % (", ".join(u['name'] for u in running), directory or target['name']))
 
     if check_mode:
         checked = verify_archive(archive, manifest, params.get('identity'), params.get('allow_special_files'))
         result.update(sha256=checked['sha256'], entries=checked['entries'], encrypted=checked['encrypted'],
-                      changed=True, would_create_volume=target_vol is None and bool(params.get('volume')),
+                      changed=True, would_create_volume=target['create'] is not None,
                       would_stop=[u['name'] for u in running])
         return result, warnings
     # Hold the backup folder's lock (when it has one), so that a rotation cannot remove the archive mid-restore.
@@ -423,38 +554,85 @@ def run_restore(params, check_mode=False):
     lock = FolderLock(folder, params.get('lock_timeout', 600)) \
         if os.path.exists(os.path.join(folder, '.lock')) and os.access(folder, os.W_OK) else nullcontext()
     with lock:
-        return _restore_locked(params, client, archive, manifest, route, target_dir, target_vol, spec, users,
-                               state_dir, marker_file, key, result)
+        return _restore_locked(params, client, archive, manifest, target, state_dir, marker_file, result)
 
 
-def _restore_locked(params, client, archive, manifest, route, target_dir, target_vol, spec, users, state_dir,
-                    marker_file, key, result):
+def _leftovers(directory, key):
+    """Staging directories of killed restores of this target: beside it (.holdfast-restore-<name>-*) and, for a
+    mount point, inside it. Returns (paths, names inside the target that are provably this target's own)."""
+    found, inside_ours = [], []
+    base = os.path.basename(directory)
+    for holder, prefix in ((os.path.dirname(directory), '%s%s-' % (STAGING_PREFIX, base)),
+                           (directory, STAGING_PREFIX)):
+        try:
+            fd = open_dir(holder)
+        except (OSError, HoldfastError):
+            continue
+        try:
+            ours, foreign = leftover_staging(fd, key)
+        finally:
+            os.close(fd)
+        if holder == directory:
+            inside_ours = ours
+        found.extend(os.path.join(holder, n) for n in ours + foreign if n.startswith(prefix))
+    return sorted(set(found)), inside_ours
+
+
+def dir_is_empty_except(directory, skip):
+    """Empty but for the names in skip and, at most, an empty lost+found."""
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            if entry.name in skip:
+                continue
+            if entry.name == 'lost+found' and entry.is_dir(follow_symlinks=False):
+                if not dir_is_empty(entry.path):
+                    return False
+                continue
+            return False
+    return True
+
+
+def _restore_locked(params, client, archive, manifest, target, state_dir, marker_file, result):
+    route = target['route']
+    warnings = []
+    checked = None
     if route == 'engine':
         # No staging directory exists for these volumes: verify completely before writing anything.
         checked = verify_archive(archive, manifest, params.get('identity'), params.get('allow_special_files'))
-
-    if params.get('volume') and target_vol is None:
+    vol = target['vol']
+    directory = target['directory']
+    spec = target['create']
+    if spec is not None:
         try:
             created = client.create_volume(name=spec['Name'], driver=spec['Driver'],
                                            driver_opts=spec['Options'] or None, labels=spec['Labels'] or None)
         except (DockerException, APIError) as exc:
             raise api_error('create volume %s' % spec['Name'], exc) from exc
-        target_vol = normalise_volume(created)
+        vol = normalise_volume(created)
         result['created_volume'] = True
-        route, target_dir = VolumeAccess(client, params.get('docker_host')).route(target_vol)
     try:
+        if spec is not None:
+            directory = _created_directory(client, params, target, vol, directory)
         if route == 'engine':
-            _restore_engine(client, params, archive, target_vol, checked)
+            if spec is not None and not VolumeAccess(client, params.get('docker_host')).is_empty(vol):
+                raise HoldfastError("The new volume %s is not empty (its driver options reach existing data); "
+                                    "nothing was written. Restoring over data through the Engine is not supported."
+                                    % spec['Name'])
+            _restore_engine(client, params, archive, vol, checked)
         else:
-            quiesce = Quiesce(client, 'stop' if params.get('quiesce') == 'stop' else 'none', users,
+            quiesce = Quiesce(client, 'stop' if params.get('quiesce') == 'stop' else 'none', target['users'],
                               params.get('stop_timeout', 30)) if client else None
-            result['previous'], checked = _restore_host(params, archive, manifest, target_dir, quiesce)
+            result['previous'], checked, cleaned = _restore_host(params, archive, manifest, directory, quiesce,
+                                                                 key=target['key'], warnings=warnings)
+            result['cleaned_leftovers'] = cleaned
+            result['leftovers'] = [p for p in result['leftovers'] if p not in cleaned]
+            result['setuid_stripped'] = checked.get('setuid_stripped', 0)
             if quiesce:
                 result['containers'] = quiesce.report()
     except BaseException:
         if result['created_volume']:
             try:
-                client.remove_volume(target_vol['Name'])
+                client.remove_volume(vol['Name'])
             except (DockerException, APIError):
                 pass
         raise
@@ -462,99 +640,175 @@ def _restore_locked(params, client, archive, manifest, route, target_dir, target
                   changed=True)
     if route == 'host':
         try:
-            os.makedirs(state_dir, mode=0o700, exist_ok=True)
-            write_json_atomic(marker_file, dict(target=key, sha256=checked['sha256'], archive=archive,
+            if not os.path.isdir(state_dir):
+                os.makedirs(state_dir, mode=0o700)
+            check_private_dir(state_dir, 'the restore state directory')
+            write_json_atomic(marker_file, dict(target=target['key'], sha256=checked['sha256'], archive=archive,
                                                 restored_at=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
-                                                fingerprint=tree_fingerprint(target_dir)))
-        except OSError:
+                                                fingerprint=tree_fingerprint(directory)))
+        except (OSError, HoldfastError):
             pass
-    return result, []
+    return result, warnings
 
 
-def _restore_host(params, archive, manifest, target_dir, quiesce):
-    """Extract into a staging directory beside the target, then swap. Returns the kept previous path or None."""
-    target_dir = target_dir.rstrip('/')
-    parent = os.path.dirname(target_dir)
-    if not os.path.isdir(parent):
-        os.makedirs(parent, mode=0o755)
-    token = uuid.uuid4().hex[:10]
-    in_place = os.path.ismount(target_dir)
-    if in_place:
-        # A mount point (an encrypted luks_path volume, a separate filesystem) cannot be renamed: stage inside it
-        # and swap its entries instead, each with an atomic rename, rolled back on failure.
-        staging = os.path.join(target_dir, '.holdfast-restore-%s' % token)
-        old = os.path.join(target_dir, '.holdfast-previous-%s' % token)
-    else:
-        staging = os.path.join(parent, '.holdfast-restore-%s-%s' % (os.path.basename(target_dir), token))
-        old = os.path.join(parent, '.holdfast-previous-%s-%s' % (os.path.basename(target_dir), token))
-    os.mkdir(staging, 0o700)
-    try:
-        checked = extract_gated(params, archive, manifest, staging)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    if not checked.get('has_root'):
-        # A foreign archive without a "./" member: keep the root's owner and mode as they were.
-        ref = os.lstat(target_dir) if os.path.isdir(target_dir) else None
-        os.chown(staging, ref.st_uid if ref else 0, ref.st_gid if ref else 0)
-        os.chmod(staging, (ref.st_mode & 0o7777) if ref else 0o755)
-    if params.get('_before_swap'):
+def _created_directory(client, params, target, vol, planned):
+    """After creating the volume: the directory the Engine gave it must be the one decided before."""
+    if target['route'] != 'host':
+        return None
+    path = VolumeAccess(client, params.get('docker_host')).host_path(vol)
+    if not path or (planned and os.path.realpath(path) != planned):
+        raise HoldfastError("The new volume %s resolves to %s, not to the directory decided before it was created "
+                            "(%s); nothing was written and the volume was removed." % (vol['Name'], path, planned))
+    return os.path.realpath(path)
+
+
+def _lock_dir(fd, path, timeout):
+    deadline = time.monotonic() + timeout
+    while True:
         try:
-            params['_before_swap'](staging)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-    swapped = False
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+        if time.monotonic() >= deadline:
+            raise HoldfastError("Another restore into %s holds its lock; waited %ss." % (path, timeout))
+        time.sleep(0.2)
+
+
+def _restore_host(params, archive, manifest, target_dir, quiesce, key=None, warnings=None):
+    """Extract into a private staging directory beside the target, then swap, all relative to directory
+    descriptors. Returns (kept previous path or None, checked, removed leftovers)."""
+    target_dir = trusted_realpath(target_dir, 'the target')
+    key = key or 'path:%s' % target_dir
+    state_dir = params.get('state_dir') or DEFAULT_STATE_DIR
+    parent, base = os.path.dirname(target_dir), os.path.basename(target_dir)
+    parent_fd = open_dir(parent, create=True)
+    holder_fd = None
+    staging = None
     try:
+        why = foreign_writer(os.fstat(parent_fd))
+        if why and warnings is not None:
+            warnings.append(
+                "The parent %s of the target could be changed by another user (%s): the restore works relative to "
+                "directory descriptors and cannot be redirected, but that user can rename or replace the restored "
+                "directory afterwards." % (parent, why))
+        in_place = os.path.ismount(target_dir)
+        holder_fd = open_dir(target_dir) if in_place else parent_fd
+        _lock_dir(holder_fd, target_dir if in_place else parent, params.get('lock_timeout', 600))
+        cleaned = []
+        ours, _foreign = leftover_staging(holder_fd, key)
+        for name in ours:
+            rmtree_at(holder_fd, name, ignore_errors=True)
+            cleaned.append(os.path.join(target_dir if in_place else parent, name))
+        staging = Staging(holder_fd, '' if in_place else base, key)
+        _journal(state_dir, key, os.path.join(target_dir if in_place else parent, staging.name), staging.token)
+        checked = extract_gated(params, archive, manifest, staging.data_path, pass_fds=(staging.data_fd,))
+        if not checked.get('has_root'):
+            # A foreign archive without a "./" member: keep the root's owner and mode as they were.
+            ref = stat_at(parent_fd, base) if not in_place else os.fstat(holder_fd)
+            ref = ref if ref is not None and stat.S_ISDIR(ref.st_mode) else None
+            os.fchown(staging.data_fd, ref.st_uid if ref else 0, ref.st_gid if ref else 0)
+            os.fchmod(staging.data_fd, (ref.st_mode & 0o7777) if ref else 0o755)
+        checked['setuid_stripped'] = strip_setuid_at(staging.data_fd) if params.get('strip_setuid') else 0
+        if params.get('_before_swap'):
+            params['_before_swap'](staging.data_path + '/.')
         ctx = quiesce if quiesce is not None else nullcontext()
         with ctx:
             if in_place:
-                _swap_entries(target_dir, staging, old)
-            elif os.path.lexists(target_dir):
-                os.rename(target_dir, old)
-                try:
-                    os.rename(staging, target_dir)
-                except OSError:
-                    os.rename(old, target_dir)
-                    raise
+                _swap_entries(holder_fd, staging)
             else:
-                os.rename(staging, target_dir)
-            swapped = True
-            fsync_dir(parent)
+                _swap_dir(parent_fd, base, staging)
+            os.fsync(parent_fd)
+        previous = None
+        if stat_at(staging.fd, 'old') is not None:
+            if params.get('keep_previous'):
+                name = '.holdfast-previous-%s' % ('%s-%s' % (base, staging.token) if not in_place else staging.token)
+                os.rename('old', name, src_dir_fd=staging.fd, dst_dir_fd=holder_fd)
+                previous = os.path.join(target_dir if in_place else parent, name)
+        return previous, checked, cleaned
     finally:
-        if not swapped:
-            shutil.rmtree(staging, ignore_errors=True)
-    if os.path.lexists(old):
-        if params.get('keep_previous'):
-            return old, checked
-        shutil.rmtree(old, ignore_errors=True)
-    return None, checked
+        if staging is not None:
+            staging.remove()
+            _forget_journal(state_dir, key)
+        if holder_fd is not None and holder_fd != parent_fd:
+            os.close(holder_fd)
+        os.close(parent_fd)
 
 
-def _swap_entries(target, staging, old):
-    """Swap the content of a mount point with the staged tree: old entries into `old`, staged ones up."""
-    skip = set([os.path.basename(staging), os.path.basename(old)])
-    os.mkdir(old, 0o700)
+def _swap_dir(parent_fd, base, staging):
+    """The target (whatever is at its name now) goes into staging/old, the staged data takes its name."""
+    had = stat_at(parent_fd, base) is not None
+    if had:
+        os.rename(base, 'old', src_dir_fd=parent_fd, dst_dir_fd=staging.fd)
+    try:
+        os.rename('data', base, src_dir_fd=staging.fd, dst_dir_fd=parent_fd)
+    except OSError:
+        if had:
+            os.rename('old', base, src_dir_fd=staging.fd, dst_dir_fd=parent_fd)
+        raise
+
+
+def _swap_entries(target_fd, staging):
+    """A mount point cannot be renamed: swap its entries with the staged ones (old ones into staging/old), each
+    with an atomic rename relative to the directories' descriptors, rolled back on failure."""
+    skip = set([staging.name])
+    os.mkdir('old', 0o700, dir_fd=staging.fd)
+    old_fd = os.open('old', DIR_FLAGS, dir_fd=staging.fd)
     moved_out, moved_in = [], []
     try:
-        for name in os.listdir(target):
-            if name not in skip:
-                os.rename(os.path.join(target, name), os.path.join(old, name))
+        try:
+            with os.scandir(target_fd) as entries:
+                current = [e.name for e in entries if e.name not in skip]
+            for name in current:
+                os.rename(name, name, src_dir_fd=target_fd, dst_dir_fd=old_fd)
                 moved_out.append(name)
-        for name in os.listdir(staging):
-            os.rename(os.path.join(staging, name), os.path.join(target, name))
-            moved_in.append(name)
-    except OSError:
-        for name in moved_in:
-            os.rename(os.path.join(target, name), os.path.join(staging, name))
-        for name in moved_out:
-            os.rename(os.path.join(old, name), os.path.join(target, name))
-        os.rmdir(old)
-        raise
-    st = os.lstat(staging)  # the archive's root: its owner and mode become the mount point's
-    os.chown(target, st.st_uid, st.st_gid)
-    os.chmod(target, stat.S_IMODE(st.st_mode))
-    os.rmdir(staging)
+            with os.scandir(staging.data_fd) as entries:
+                staged = [e.name for e in entries]
+            for name in staged:
+                os.rename(name, name, src_dir_fd=staging.data_fd, dst_dir_fd=target_fd)
+                moved_in.append(name)
+        except OSError:
+            for name in moved_in:
+                os.rename(name, name, src_dir_fd=target_fd, dst_dir_fd=staging.data_fd)
+            for name in moved_out:
+                os.rename(name, name, src_dir_fd=old_fd, dst_dir_fd=target_fd)
+            raise
+        st = os.fstat(staging.data_fd)  # the archive's root: its owner and mode become the mount point's
+        os.fchown(target_fd, st.st_uid, st.st_gid)
+        os.fchmod(target_fd, stat.S_IMODE(st.st_mode))
+    finally:
+        os.close(old_fd)
+
+
+def strip_setuid_at(root_fd):
+    """Remove setuid/setgid bits from the regular files of a private tree (staging). Returns how many."""
+    count = 0
+    stack = [os.dup(root_fd)]
+    try:
+        while stack:
+            fd = stack.pop()
+            try:
+                with os.scandir(fd) as entries:
+                    items = [(e.name, e.is_dir(follow_symlinks=False)) for e in entries]
+                for name, is_dir in items:
+                    if is_dir:
+                        stack.append(os.open(name, DIR_FLAGS, dir_fd=fd))
+                        continue
+                    st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                    if stat.S_ISREG(st.st_mode) and st.st_mode & (stat.S_ISUID | stat.S_ISGID):
+                        ffd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=fd)
+                        try:
+                            os.fchmod(ffd, stat.S_IMODE(st.st_mode) & ~(stat.S_ISUID | stat.S_ISGID))
+                        finally:
+                            os.close(ffd)
+                        count += 1
+            finally:
+                os.close(fd)
+    finally:
+        for fd in stack:
+            os.close(fd)
+    return count
 
 
 def _restore_engine(client, params, archive, target_vol, checked):

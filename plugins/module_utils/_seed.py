@@ -99,8 +99,10 @@ def run_seed(params, check_mode=False):
                                             dir_mode=None, keep_exec=False))
         restore_params = dict(params, identity=None, keep_previous=False, _refuse_escaping_links=True,
                               _before_swap=before_swap)
-        _previous, checked = _restore_host(restore_params, archive, None, target, None)
+        warnings = []
+        _previous, checked, _cleaned = _restore_host(restore_params, archive, None, target, None,
+                                                     key='volume:%s' % params['volume'], warnings=warnings)
         result.update(changed=True, seeded=True, entries=checked['entries'], sha256=checked['sha256'])
-        return result
+        return result, warnings
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -37,6 +37,13 @@ options:
     type: str
     choices: [sha256, size, none]
     default: size
+  state_dir:
+    description:
+      - The restore state directory of this host (O(holdfast.volumes.volume_restore#module:state_dir)), where
+        restores note their staging directories while they run. Those of restores that were killed are reported
+        in RV(restore_leftovers).
+    type: path
+    default: /var/lib/holdfast-volumes/restored
 seealso:
   - module: holdfast.volumes.volume_backup
   - module: holdfast.volumes.backup_rotation
@@ -100,6 +107,13 @@ backups:
     orphans:
       description: Archives without a manifest.
       type: int
+restore_leftovers:
+  description:
+    - Staging directories left by restores on this host that did not finish (killed), with their C(target),
+      C(staging) path and C(started) time. The next restore of the same target removes them.
+  returned: always
+  type: list
+  elements: dict
 '''
 
 from ansible.module_utils.basic import AnsibleModule
@@ -114,6 +128,7 @@ def main():
         dest=dict(type='path'),
         volumes=dict(type='list', elements='str'),
         verify=dict(type='str', default='size', choices=['sha256', 'size', 'none']),
+        state_dir=dict(type='path', default='/var/lib/holdfast-volumes/restored'),
     )
     argument_spec.update(REMOTE_STORE_OPTIONS)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,

@@ -14,8 +14,8 @@ version_added: 0.1.0
 description:
   - Restores an archive made by M(holdfast.volumes.volume_backup), or a foreign tar archive (plain, gzip or zstd,
     for example from C(docker run --rm -v vol:/data -v $(pwd):/backup alpine tar cvf /backup/backup.tar -C /data .)),
-    into a Docker volume (created if missing, with the backup's driver and options; for its labels see O(labels)) or
-    a host directory.
+    into a Docker volume (created if missing, as a plain local volume or with the O(driver) and O(driver_options) of
+    the task, never those of the manifest; for its labels see O(labels)) or a host directory.
   - Verifies before touching anything. The sha256 is checked against the manifest, the archive is decrypted and
     decompressed, and its whole tar index is read. A corrupted or truncated archive fails and the target is untouched.
   - Traversal-safe. Refuses, and writes nothing at all for, archives with absolute member names, C(..) components,
@@ -27,8 +27,16 @@ description:
     passed the checks. A header GNU tar would read differently from the checker cannot reach it.
   - Bounded. A restore stops as soon as the archive holds more than its manifest's C(bytes_raw), and before the
     target's filesystem falls under O(disk_reserve).
-  - Never half-restored. The archive is extracted into a staging directory beside the target (same filesystem),
-    then swapped into place with renames. Any failure before the swap leaves the previous content intact.
+  - Never half-restored. The archive is extracted into a private staging directory beside the target (same
+    filesystem), then swapped into place with renames relative to open directory descriptors, so another user who
+    can write the target's parent cannot redirect it. Any failure before the swap leaves the previous content
+    intact. The staging directory of a killed restore is removed by the next restore of the same target (it is
+    provably its own, a private directory with a marker naming the target, under the target's lock); others are
+    reported in RV(leftovers).
+  - The target is decided once, from the task, before anything is created. Whatever directory it resolves to (a
+    volume's own directory, the device of a bind-backed volume, a host path) is checked the same way. It must be
+    empty (or O(replace)), and containers that use it through any volume or bind mount are refused or stopped
+    (O(quiesce)).
   - Restores ownership (numeric), modes, timestamps, links, xattrs and ACLs exactly.
   - From an offsite store (O(remote), written by M(holdfast.volumes.backup_sync)) the archive is streamed from the
     remote through the same checks, with no local copy; the swap happens only after its sha256 matched the
@@ -61,8 +69,10 @@ options:
     type: str
   volume:
     description:
-      - The Docker volume to restore into. Created when missing (with the backup's driver and options, and the
-        labels O(labels) describes).
+      - The Docker volume to restore into. Created when missing, as a plain local volume unless O(driver) or
+        O(driver_options) say otherwise, with the labels O(labels) describes.
+      - The driver and options recorded in the manifest are never used. A manifest can be forged, and a bind
+        volume's device would make the restore write into another directory.
     type: str
   labels:
     description:
@@ -75,9 +85,32 @@ options:
         C(exclusive) selector, which would otherwise want to remove it and refuse the next converge.
       - V({}) creates the volume without labels.
     type: dict
+  driver:
+    description:
+      - The driver of a volume that does not exist yet. Default V(local).
+      - When the volume exists, it must match (Docker cannot change a volume's driver).
+    type: str
+  driver_options:
+    description:
+      - The driver options of a volume that does not exist yet (for example a bind to a directory, C(type=none),
+        C(o=bind), C(device=/srv/data)). That directory is then the target and gets every check.
+      - When the volume exists, they must match its options.
+    type: dict
+  strip_setuid:
+    description:
+      - Remove the setuid and setgid bits of the restored files.
+      - Off by default, because a restore gives back exactly what was backed up. Turn it on when the archive comes
+        from a store that others can write, and its files are reachable by users of this host or run in containers.
+        A setuid-root program planted in an archive would give them root. See the threat model in the docs.
+      - Not available for volumes reached through the Engine.
+    type: bool
+    default: false
   path:
     description:
-      - The host directory to restore into. Created when missing. It must not be a mount point itself.
+      - The host directory to restore into. Created when missing. When it is a mount point, its entries are swapped
+        instead of the directory itself.
+      - Containers that use it, through a bind mount or through a volume whose data lies there, count as users
+        (see O(quiesce)).
     type: path
   replace:
     description:
@@ -152,6 +185,8 @@ attributes:
 notes:
   - Volumes reached through the Engine (tmpfs/nfs options, other drivers, a remote engine) can be restored into
     when empty; replacing their content is refused because it cannot be swapped atomically.
+  - Any O(docker_host) other than this host's own socket (C(unix:///var/run/docker.sock)) is a remote engine, and its
+    volumes are always reached through the Engine API, never by a path on this host.
 requirements:
   - GNU tar and zstd on the managed host (zstd also reads gzip and plain tar); age for encrypted archives.
 seealso:
@@ -241,6 +276,25 @@ consistent:
     manifest, or one written before consistency was recorded). A V(false) also gives a warning.
   returned: always
   type: bool
+route:
+  description: How the target is reached, V(host) (a directory of this host) or V(engine) (the Engine API).
+  returned: always
+  type: str
+leftovers:
+  description: Staging directories of interrupted restores found beside (or inside) the target and not removed.
+    Those not provably this target's own are left for you to inspect.
+  returned: always
+  type: list
+  elements: str
+cleaned_leftovers:
+  description: Staging directories of interrupted restores of this target that were removed.
+  returned: always
+  type: list
+  elements: str
+setuid_stripped:
+  description: Files whose setuid or setgid bit was removed (O(strip_setuid)).
+  returned: when restored through the host route
+  type: int
 '''
 
 from ansible.module_utils.basic import AnsibleModule
@@ -259,6 +313,9 @@ def main():
         source=dict(type='str'),
         volume=dict(type='str'),
         labels=dict(type='dict'),
+        driver=dict(type='str'),
+        driver_options=dict(type='dict'),
+        strip_setuid=dict(type='bool', default=False),
         path=dict(type='path'),
         replace=dict(type='bool', default=False),
         keep_previous=dict(type='bool', default=False),

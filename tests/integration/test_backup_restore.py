@@ -63,17 +63,19 @@ def test_round_trip_preserves_everything(docker_client, prefix, dest, state_dir)
     assert manifest['labels'] == {'app': 'shop'} and manifest['compression'] == 'zstd'
     assert manifest['bytes_stored'] == os.path.getsize(res['archive'])
     assert manifest['bytes_raw'] > manifest['bytes_stored']
-    # restore into a new volume: created with the backup's driver, options and labels? Not the bind device:
+    # the source changes after the backup; restoring into a NEW name must not touch it (the manifest records the
+    # source's bind device, which the restore must not reuse: the new volume is a plain local one)
+    with open(os.path.join(dest + '-src', 'after-backup'), 'w') as handle:
+        handle.write('newer than the backup')
+    changed_source = snapshot(dest + '-src')
     run = run_playbook([restore(archive=res['archive'], volume=dst, state_dir=state_dir)])
     assert run.rc == 0, run.stdout
     out = run.task('restore')
-    assert out['changed'] and out['created_volume'] and out['manifest_used']
-    assert snapshot(dest + '-src') == before
-    # the new volume got the same options, so it is the same bind: restore into a plain volume instead
-    docker_client.remove_volume(dst)
-    run = run_playbook([{'name': 'plain', 'holdfast.volumes.docker_volumes': {'volumes': [{'name': dst}]}},
-                        restore(archive=res['archive'], volume=dst, state_dir=state_dir)])
-    assert run.rc == 0, run.stdout
+    assert out['changed'] and out['created_volume'] and out['manifest_used'] and out['route'] == 'host'
+    assert snapshot(dest + '-src') == changed_source
+    created = docker_client.inspect_volume(dst)
+    assert created['Options'] in (None, {}) and created['Driver'] == 'local'
+    assert created['Labels'] == {'io.holdfast.volumes.restored-from': src}
     assert snapshot(data_dir(docker_client, dst)) == before
     # and by hand, with plain tools
     manual = dest + '-manual'

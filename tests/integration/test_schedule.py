@@ -8,6 +8,7 @@ import json
 import os
 import re
 import subprocess
+import zipfile
 
 from ansible_runner import run_playbook
 
@@ -55,9 +56,26 @@ def test_cron_schedule_runs_backups_without_ansible(docker_client, prefix, tmp_p
         assert predicted == ['Runner directories', 'Runner code on the host', 'Jobs file', 'Cron entry']
         assert not os.path.exists(cron) and not (tmp_path / 'lib').exists()
 
-        run = run_playbook(ROLE, play_vars=role_vars(tmp_path, volume))
+        # another local user plants the names a predictable controller path would use (in a sticky, world-writable
+        # temporary directory like /tmp): the zip is built in a private directory and nothing is written through them
+        ctl_tmp = tmp_path / 'controller-tmp'
+        ctl_tmp.mkdir()
+        os.chmod(ctl_tmp, 0o1777)
+        victim = tmp_path / 'victim'
+        victim.write_text('precious')
+        planted = []
+        for user in set(['root', 'user', os.environ.get('USER') or 'user']):
+            for suffix in ('.zip', '.zip.tmp'):
+                link = ctl_tmp / ('holdfast-volumes-runner-%s%s' % (user, suffix))
+                link.symlink_to(victim)
+                planted.append(link.name)
+        run = run_playbook(ROLE, play_vars=role_vars(tmp_path, volume), env={'TMPDIR': str(ctl_tmp)})
         assert run.rc == 0, run.stdout
         assert scheduler(run) == 'cron'
+        assert victim.read_text() == 'precious'
+        assert sorted(os.listdir(ctl_tmp)) == sorted(planted)  # the private directory is gone too
+        with zipfile.ZipFile(tmp_path / 'lib' / 'holdfast-volumes.zip') as packed:
+            assert 'ansible_collections/holdfast/volumes/plugins/module_utils/_backup.py' in packed.namelist()
         jobs = tmp_path / 'etc' / 'backup-jobs.json'
         assert oct(os.stat(jobs).st_mode & 0o777) == '0o600'
         assert json.loads(jobs.read_text())['jobs'][0]['rotation'] == {

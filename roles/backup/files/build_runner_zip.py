@@ -6,9 +6,14 @@ runner on the hosts: one file to copy instead of one per helper. The zip is byte
 sources (sorted names, fixed timestamps), so copying it again changes nothing.
 
     python3 build_runner_zip.py PLUGINS_MODULE_UTILS_DIR OUT.zip
+
+The host runs this code as root, so the zip is built only in a private directory (the role makes one with
+mkdtemp): one that another user could write is refused, and the file is created new (O_EXCL, never through a
+symlink).
 """
 
 import os
+import stat
 import sys
 import zipfile
 
@@ -25,8 +30,14 @@ def add(archive, name, data):
 
 def main(src, out):
     parts = PACKAGE.split('/')
+    folder = os.path.dirname(os.path.abspath(out))
+    st = os.lstat(folder)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
+        sys.exit("build_runner_zip: %s must be a private directory of this user (mode 0700), not one another user "
+                 "can reach: the zip becomes code that runs as root on the hosts." % folder)
     tmp = out + '.tmp'
-    with zipfile.ZipFile(tmp, 'w') as archive:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, 'wb') as handle, zipfile.ZipFile(handle, 'w') as archive:
         # regular packages all the way down: zipimport does not do namespace packages on every Python
         for depth in range(1, len(parts) + 1):
             add(archive, '/'.join(parts[:depth]) + '/__init__.py', b'')
