@@ -701,7 +701,7 @@ def _restore_host(params, archive, manifest, target_dir, quiesce, key=None, warn
         for name in ours:
             rmtree_at(holder_fd, name, ignore_errors=True)
             cleaned.append(os.path.join(target_dir if in_place else parent, name))
-        staging = Staging(holder_fd, '' if in_place else base, key)
+        staging = Staging(holder_fd, '' if in_place else base, key, where=target_dir if in_place else parent)
         _journal(state_dir, key, os.path.join(target_dir if in_place else parent, staging.name), staging.token)
         checked = extract_gated(params, archive, manifest, staging.data_path, pass_fds=(staging.data_fd,))
         if not checked.get('has_root'):

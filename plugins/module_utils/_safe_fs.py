@@ -178,13 +178,16 @@ class Staging(object):
     into place are relative to descriptors.
     """
 
-    def __init__(self, holder_fd, label, key, attempts=5):
+    def __init__(self, holder_fd, label, key, attempts=5, where=None):
         self.holder_fd = holder_fd
         self.fd = self.data_fd = None
         for _attempt in range(attempts):
             self.token = uuid.uuid4().hex[:10]
             self.name = '%s%s%s' % (STAGING_PREFIX, ('%s-' % label) if label else '', self.token)
-            os.mkdir(self.name, 0o700, dir_fd=holder_fd)
+            try:
+                os.mkdir(self.name, 0o700, dir_fd=holder_fd)
+            except OSError as exc:  # name the directory in full: the message says where (read-only, full, ...)
+                raise OSError(exc.errno, exc.strerror, os.path.join(where or '', self.name)) from exc
             try:
                 fd = os.open(self.name, DIR_FLAGS, dir_fd=holder_fd)
             except OSError as exc:
