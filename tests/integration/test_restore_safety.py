@@ -499,6 +499,6 @@ def test_engine_route_gates_what_it_writes(docker_client, prefix, tmp_path):
     archive.write_bytes(buf.getvalue())
     vol = prefix + '_eng'
     docker_client.create_volume(vol)
-    with pytest.raises(HoldfastError, match='unsafe member|changed'):
+    with pytest.raises(HoldfastError, match='unsafe member|changed|refused to write'):
         _restore_engine(docker_client, {}, str(archive), docker_client.inspect_volume(vol), checked)
     assert 'pipe' not in os.listdir(docker_client.inspect_volume(vol)['Mountpoint'])
