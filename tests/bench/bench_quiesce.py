@@ -69,7 +69,7 @@ def main():
         while time.monotonic() < deadline:
             env['PGHOST'] = client.inspect_container(name)['NetworkSettings']['IPAddress']
             if env['PGHOST'] and subprocess.run([PGBIN + '/psql', '-XAtqc', 'select 1'], env=env,
-                                                capture_output=True).returncode == 0:
+                                                capture_output=True, check=False).returncode == 0:
                 return
             time.sleep(0.05)
         raise SystemExit('PostgreSQL did not answer')

@@ -40,7 +40,8 @@ def restore(name, **args):
 
 @pytest.fixture(scope='session')
 def pg_image(docker_client):
-    out = subprocess.run([str(ROOT / 'scripts' / 'build-postgres-image.sh')], capture_output=True, text=True)
+    out = subprocess.run([str(ROOT / 'scripts' / 'build-postgres-image.sh')], capture_output=True, text=True,
+                         check=False)
     assert out.returncode == 0, 'building the PostgreSQL test image failed: %s' % out.stderr[-3000:]
     return out.stdout.strip().splitlines()[-1]
 
@@ -65,7 +66,7 @@ class Postgres:
             state = self.client.inspect_container(self.name)['State']
             if state['Running'] and not state['Paused']:
                 probe = subprocess.run([PGBIN + '/psql', '-XAtqc', 'select 1'], env=self.env, capture_output=True,
-                                       text=True)
+                                       text=True, check=False)
                 if probe.returncode == 0:
                     return
             if time.monotonic() > deadline:
@@ -75,7 +76,7 @@ class Postgres:
 
     def sql(self, query):
         out = subprocess.run([PGBIN + '/psql', '-XAtq', '-v', 'ON_ERROR_STOP=1', '-c', query], env=self.env,
-                             capture_output=True, text=True)
+                             capture_output=True, text=True, check=False)
         assert out.returncode == 0, out.stderr
         return out.stdout.strip()
 
@@ -116,7 +117,7 @@ class Checkpoints(threading.Thread):
     def run(self):
         while not self.stop.is_set():
             if subprocess.run([PGBIN + '/psql', '-XAtqc', 'CHECKPOINT'], env=self.pg.env,
-                              capture_output=True).returncode == 0:
+                              capture_output=True, check=False).returncode == 0:
                 self.count += 1
             time.sleep(0.3)
 
