@@ -79,8 +79,11 @@ backups:
   type: list
   elements: dict
   contains:
+    folder:
+      description: The volume's folder in O(dest).
+      type: str
     volume:
-      description: The volume (or host path) as it was backed up.
+      description: The volume (or host path) as it was backed up (the folder's name when it holds no backup).
       type: str
     folder:
       description: The folder (with O(remote), C(<type>:<path>/<host>/<folder>)).
@@ -107,6 +110,13 @@ backups:
     orphans:
       description: Archives without a manifest.
       type: int
+    unreadable_manifests:
+      description: Manifests that could not be read or parsed (left alone).
+      type: int
+    oldest_created:
+      description: When the oldest complete backup was taken (UTC, ISO 8601).
+      type: str
+      returned: when the folder holds a complete backup
 restore_leftovers:
   description:
     - Staging directories left by restores on this host that did not finish (killed), with their C(target),

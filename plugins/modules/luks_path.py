@@ -207,6 +207,10 @@ drift:
   returned: always
   type: list
   elements: dict
+path:
+  description: The mount point (O(path)).
+  returned: always
+  type: str
 name:
   description: The device-mapper name.
   returned: always

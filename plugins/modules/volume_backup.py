@@ -218,6 +218,16 @@ verified:
   description: Whether the archive was read back and its sha256 checked.
   returned: success, not in check mode
   type: bool
+created:
+  description: When the backup was taken (UTC, ISO 8601), as in the manifest and the archive's name.
+  returned: success, not in check mode
+  type: str
+  sample: "2026-11-26T17:35:00Z"
+would_quiesce:
+  description: Names of the running containers that would be paused or stopped (O(quiesce)).
+  returned: in check mode
+  type: list
+  elements: str
 containers:
   description: Containers paused or stopped for the copy, what happened to them (also recorded in the manifest).
   returned: always

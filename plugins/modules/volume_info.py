@@ -94,6 +94,12 @@ volumes:
     Mountpoint:
       description: Where the engine mounts the volume on its host.
       type: str
+    CreatedAt:
+      description: When the volume was created, as the engine reports it.
+      type: str
+    Scope:
+      description: V(local) or V(global), as the engine reports it.
+      type: str
     size_bytes:
       description: Bytes on disk, null when unknown.
       type: int

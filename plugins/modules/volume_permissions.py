@@ -144,6 +144,11 @@ sample:
   returned: always
   type: list
   elements: str
+path:
+  description: The directory converged, on the host (O(path), or the volume's data directory on the host route);
+    null through the Engine or when the volume does not exist yet (check mode).
+  returned: always
+  type: str
 route:
   description: V(host) (changed directly) or V(engine) (through a helper container).
   returned: always

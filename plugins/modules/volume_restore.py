@@ -107,8 +107,11 @@ options:
     default: false
   path:
     description:
-      - The host directory to restore into. Created when missing. When it is a mount point, its entries are swapped
-        instead of the directory itself.
+      - The host directory to restore into. Created when missing.
+      - A mount point (a luks_path filesystem, a separate filesystem) cannot be renamed, so it is restored in place.
+        The archive is staged in a hidden directory inside it, then its entries are swapped with renames (rolled
+        back on failure), and the root takes the archive's owner and mode. With O(keep_previous), the previous
+        content is kept in a hidden C(.holdfast-previous-*) directory inside the mount point.
       - Containers that use it, through a bind mount or through a volume whose data lies there, count as users
         (see O(quiesce)).
     type: path
@@ -239,6 +242,24 @@ entries:
   description: Entries in the archive, not counting the root.
   returned: when the archive was verified
   type: int
+encrypted:
+  description: Whether the archive was encrypted (age).
+  returned: when the archive was verified
+  type: bool
+msg:
+  description: Why nothing was done (the same archive was restored before and the content is unchanged).
+  returned: when nothing was restored
+  type: str
+  sample: already restored from this archive; content unchanged
+would_create_volume:
+  description: Whether the target volume would be created.
+  returned: in check mode, when a restore would happen
+  type: bool
+would_stop:
+  description: Names of the running containers that would be stopped for the swap (O(quiesce=stop)).
+  returned: in check mode, when a restore would happen
+  type: list
+  elements: str
 manifest_used:
   description: Whether a manifest was found and checked.
   returned: always

@@ -104,6 +104,22 @@ entries:
   description: Entries in the seed, not counting its root.
   returned: when the seed was checked
   type: int
+volume:
+  description: The volume (O(volume)).
+  returned: always
+  type: str
+src:
+  description: The seed (O(src)).
+  returned: always
+  type: str
+sha256:
+  description: sha256 of the seed archive (for a directory, of the tar stream made from it) as it was copied.
+  returned: when the seed was copied on the host route
+  type: str
+msg:
+  description: Why nothing was done (the volume already holds data).
+  returned: when the volume already held data
+  type: str
 route:
   description: V(host) (written beside the volume's data and swapped in) or V(engine) (through the Engine).
   returned: always
