@@ -13,9 +13,9 @@ short_description: Verified, traversal-safe restore of a volume or host director
 version_added: 0.1.0
 description:
   - Restores an archive made by M(holdfast.volumes.volume_backup), or a foreign tar archive (plain, gzip or zstd,
-    for example from C(docker run --rm -v vol:/data -v $(pwd):/backup alpine tar cvf /backup/backup.tar -C /data .)),
-    into a Docker volume (created if missing, as a plain local volume or with the O(driver) and O(driver_options) of
-    the task, never those of the manifest; for its labels see O(labels)) or a host directory.
+    for example one made with C(docker run --rm -v vol:/data -v /root:/backup alpine tar cvf /backup/backup.tar -C
+    /data .)), into a Docker volume (created if missing, as a plain local volume or with the O(driver) and
+    O(driver_options) of the task, never those of the manifest; for its labels see O(labels)) or a host directory.
   - Verifies before touching anything. The sha256 is checked against the manifest, the archive is decrypted and
     decompressed, and its whole tar index is read. A corrupted or truncated archive fails and the target is untouched.
   - Traversal-safe. Refuses, and writes nothing at all for, archives with absolute member names, C(..) components,
