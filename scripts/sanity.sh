@@ -35,7 +35,9 @@ sys.argv = ['pip', 'install'] + args
 runpy.run_module('pip', run_name='__main__', alter_sys=True)
 PY
 done
-SANITY_BASE="${TMPDIR:-/tmp}/holdfast-sanity-$(id -u)"
+# one work tree per ansible-core version, so that the version matrix can run them side by side
+CORE_VER="$("$VENV/bin/python" -c 'from ansible.release import __version__ as v; print(".".join(v.split(".")[:2]))')"
+SANITY_BASE="${TMPDIR:-/tmp}/holdfast-sanity-$(id -u)-$CORE_VER"
 WORK="$SANITY_BASE/ansible_collections/holdfast/volumes"
 rm -rf "$SANITY_BASE"
 mkdir -p "$WORK"

@@ -4,6 +4,12 @@
 #   Engine (started in the background only when none answers), a venv with the pinned test
 #   requirements, the collection path, and the local test image (no registry needed).
 # Safe to run again: each step checks first. Source it (". scripts/setup.sh") or run it.
+# Sourced, it exports HOLDFAST_ROOT, HOLDFAST_VENV, HOLDFAST_COLLECTIONS and ANSIBLE_COLLECTIONS_PATH, and gives the
+# caller's shell its options back (it runs under set -euo pipefail itself).
+if [[ "${BASH_SOURCE[0]}" != "$0" ]]; then
+  _holdfast_caller_options="$(set +o)"  # a subshell, which does not see errexit: $- tells it
+  if [[ $- == *e* ]]; then _holdfast_caller_options+=$'\nset -e'; else _holdfast_caller_options+=$'\nset +e'; fi
+fi
 set -euo pipefail
 HOLDFAST_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 HOLDFAST_VENV="${HOLDFAST_VENV:-$HOLDFAST_ROOT/.venv}"
@@ -83,3 +89,7 @@ ln -sfn "$HOLDFAST_ROOT" "$HOLDFAST_COLLECTIONS/ansible_collections/holdfast/vol
 export HOLDFAST_ROOT HOLDFAST_VENV HOLDFAST_COLLECTIONS
 export ANSIBLE_COLLECTIONS_PATH="$HOLDFAST_COLLECTIONS"
 log "ready: venv $HOLDFAST_VENV, collections $HOLDFAST_COLLECTIONS"
+if [[ -n "${_holdfast_caller_options:-}" ]]; then
+  eval "$_holdfast_caller_options"
+  unset _holdfast_caller_options
+fi

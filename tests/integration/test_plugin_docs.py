@@ -57,8 +57,8 @@ def source_problems(text):
         if end < 0:
             problems.append('%s( is never closed' % match.group(1))
         elif '(' in text[match.end():end]:
-            problems.append('%s(...) holds a parenthesis, so it ends early: %r' % (match.group(1),
-                                                                                text[match.start():end + 20]))
+            problems.append('%s(...) holds a parenthesis, so it ends early: %r'
+                            % (match.group(1), text[match.start():end + 20]))
     if '`' in text:
         problems.append('Markdown backticks (use C(...)): %r' % text[max(0, text.find('`') - 20):][:60])
     return problems
