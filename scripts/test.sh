@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything and run every test: lint (ruff, yamllint, ansible-lint), unit and integration
-# tests against a real Docker Engine (pytest), the collection build + ansible-doc, ansible-test sanity.
+# tests against a real Docker Engine (pytest), the collection build + ansible-doc + galaxy-importer, ansible-test
+# sanity, the README's user path, and the version matrix (ansible-core 2.17 and 2.18, scripts/matrix.sh).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=scripts/setup.sh
@@ -33,6 +34,13 @@ if ! wait "$FLEET_PID"; then
     exit 1
 fi
 tail -n 1 "$FLEET_DIR/up.log"
+
+# The older ansible-core versions that meta/runtime.yml claims: sanity, unit and smoke tests in their own cached
+# venvs (scripts/matrix.sh), side by side with pytest below (their own names and work trees); waited for at the end.
+step "ansible-core 2.17 and 2.18: sanity, unit and smoke tests in the background (log: .tmp/matrix/)"
+mkdir -p "$ROOT/.tmp/matrix"
+"$ROOT/scripts/matrix.sh" 2.17 2.18 >"$ROOT/.tmp/matrix/run.log" 2>&1 &
+MATRIX_PID=$!
 step "pytest: unit, collection build, integration on the real engine and in the VM tier"
 python -m pytest -p no:cacheprovider tests/unit tests/integration "$@"
 step "molecule: default scenario on this host (converge, idempotence, testinfra verify)"
@@ -40,3 +48,9 @@ step "molecule: default scenario on this host (converge, idempotence, testinfra 
 step "molecule: fleet scenario on 3 VM hosts (site, idempotence, backup, destroy, restore, report, testinfra)"
 # reset: Molecule remembers "prepared" across runs, but these guests are new
 (cd "$ROOT/extensions" && molecule reset -s fleet && molecule test -s fleet)
+step "ansible-core 2.17 and 2.18: waiting for the version matrix"
+if ! wait "$MATRIX_PID"; then
+    cat "$ROOT/.tmp/matrix/run.log"
+    exit 1
+fi
+cat "$ROOT/.tmp/matrix/run.log"

@@ -21,8 +21,8 @@ BIN = Path(sys.executable).parent
 TOP_LEVEL = {'FILES.json', 'MANIFEST.json', 'LICENSE', 'README.md', 'changelogs', 'docs', 'meta', 'playbooks',
              'plugins', 'roles', 'tests'}
 NEVER = re.compile(r'(^|/)(\.venv|\.tmp|\.git|\.ci|\.pytest_cache|\.ruff_cache|\.hypothesis|\.mypy_cache|'
-                   r'__pycache__|holdfast-report|tests/output|tests/integration|tests/vm|tests/bench|scripts|demo|'
-                   r'extensions|requirements)(/|$)|\.pyc$|\.tar\.gz$')
+                   r'__pycache__|holdfast-report|tests/(output|integration|vm|bench|sanity)|scripts|demo|extensions|'
+                   r'requirements)(/|$)|\.pyc$|\.tar\.gz$')
 # Development leftovers planted into the copy that is built: build_ignore must keep every one out.
 PLANTED = ['.pytest_cache/v/cache/lastfailed', '.ruff_cache/0.1/x', '.hypothesis/examples/x', '.venv/bin/python',
            '.tmp/collections/x', 'holdfast-report/holdfast-report.html', 'plugins/modules/__pycache__/x.pyc',
