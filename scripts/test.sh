@@ -35,20 +35,23 @@ if ! wait "$FLEET_PID"; then
 fi
 tail -n 1 "$FLEET_DIR/up.log"
 
-# The older ansible-core versions that meta/runtime.yml claims: sanity, unit and smoke tests in their own cached
-# venvs (scripts/matrix.sh), side by side with pytest below (their own names and work trees); waited for at the end.
-step "ansible-core 2.17 and 2.18: sanity, unit and smoke tests in the background (log: .tmp/matrix/)"
+# In the background, side by side with pytest below (the VM tests leave a core idle), waited for at the end:
+# the release checks (the tarball and galaxy-importer, the README's user path verbatim) and the older ansible-core
+# versions that meta/runtime.yml claims (scripts/matrix.sh: sanity, unit and smoke tests in their own venvs).
+RELEASE_TESTS=(tests/integration/test_collection_build.py tests/integration/test_readme.py)
+step "release checks and ansible-core 2.17 and 2.18 in the background (log: .tmp/matrix/run.log)"
 mkdir -p "$ROOT/.tmp/matrix"
-"$ROOT/scripts/matrix.sh" 2.17 2.18 >"$ROOT/.tmp/matrix/run.log" 2>&1 &
+{ python -m pytest -p no:cacheprovider -q "${RELEASE_TESTS[@]}" && "$ROOT/scripts/matrix.sh" 2.17 2.18; } \
+    >"$ROOT/.tmp/matrix/run.log" 2>&1 &
 MATRIX_PID=$!
 step "pytest: unit, collection build, integration on the real engine and in the VM tier"
-python -m pytest -p no:cacheprovider tests/unit tests/integration "$@"
+python -m pytest -p no:cacheprovider tests/unit tests/integration "${RELEASE_TESTS[@]/#/--deselect=}" "$@"
 step "molecule: default scenario on this host (converge, idempotence, testinfra verify)"
 (cd "$ROOT/extensions" && HOLDFAST_PYTHON="$HOLDFAST_VENV/bin/python" molecule test -s default)
 step "molecule: fleet scenario on 3 VM hosts (site, idempotence, backup, destroy, restore, report, testinfra)"
 # reset: Molecule remembers "prepared" across runs, but these guests are new
 (cd "$ROOT/extensions" && molecule reset -s fleet && molecule test -s fleet)
-step "ansible-core 2.17 and 2.18: waiting for the version matrix"
+step "release checks and ansible-core 2.17 and 2.18: waiting for them"
 if ! wait "$MATRIX_PID"; then
     cat "$ROOT/.tmp/matrix/run.log"
     exit 1
