@@ -54,13 +54,13 @@ def docker(*args):
 
 def test_user_path_is_found():
     steps = user_path()
-    files = [name for kind, name, _ in steps if kind == 'file']
+    files = [step[1] for step in steps if step[0] == 'file']
     assert files == ['ansible.cfg', 'inventory.ini', 'group_vars/docker_hosts.yml', 'site.yml']
-    commands = ''.join(body for kind, _, body in steps if kind == 'sh')
+    commands = ''.join(step[2] for step in steps if step[0] == 'sh')
     for needed in ('collection build', 'collection install', 'ansible-playbook site.yml',
                    'holdfast.volumes.backup', 'holdfast.volumes.restore'):
         assert needed in commands, needed
-    assert 'ansible_python_interpreter=' in dict((n, b) for _, n, b in steps)['inventory.ini']
+    assert 'ansible_python_interpreter=' in dict(step[1:] for step in steps)['inventory.ini']
 
 
 def test_readme_user_path_verbatim(docker_client, tmp_path):
