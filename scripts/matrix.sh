@@ -15,14 +15,19 @@ mkdir -p .tmp/matrix
 for version in "$@"; do
   log=".tmp/matrix/$version.log"
   started=$SECONDS
-  {
+  (
     venv="$(scripts/venv.sh "requirements/ansible-$version.txt")"
     actual="$("$venv/bin/python" -c 'from ansible.release import __version__ as v; print(v)')"
     [[ "$actual" == "$version".* ]] || { echo "venv $venv has ansible-core $actual, not $version"; exit 1; }
     echo "== ansible-core $actual: sanity"
-    HOLDFAST_VENV="$venv" scripts/sanity.sh --skip-test pylint --skip-test pep8
+    sanity_log=".tmp/matrix/$version-sanity.log"
+    HOLDFAST_VENV="$venv" scripts/sanity.sh --skip-test pylint --skip-test pep8 >"$sanity_log" 2>&1 \
+        || { cat "$sanity_log"; exit 1; }
+    cat "$sanity_log"
+    # ansible-test exits 0 when it finds no target at all (e.g. a TMPDIR inside a git work tree): not a pass
+    if grep -q "All targets skipped" "$sanity_log"; then echo "ansible-test found nothing to test"; exit 1; fi
     echo "== ansible-core $actual: unit tests and the smoke tests"
     "$venv/bin/python" -m pytest -p no:cacheprovider -q tests/unit "${SMOKE[@]}"
-  } >"$log" 2>&1 || { tail -n 60 "$log"; echo "ansible-core $version: FAILED (log: $log)"; exit 1; }
+  ) >"$log" 2>&1 || { tail -n 60 "$log"; echo "ansible-core $version: FAILED (log: $log)"; exit 1; }
   echo "ansible-core $version: sanity, unit and smoke tests passed in $((SECONDS - started)) s (log: $log)"
 done
