@@ -253,7 +253,7 @@ def _sync(rclone, params, source, verify, check_mode):
     remote_files = rclone.list_files(source)
     present, to_copy = plan_sync(local, remote_files)
     result = dict(changed=bool(to_copy), remote=rclone.display, host=source, present=len(present),
-                  copied=[], failed=[], bytes_copied=0, verify=verify)
+                  copied=[], not_copied=[], bytes_copied=0, verify=verify)
     before = sorted('%s/%s' % (p['folder'], p['backup']['manifest_name']) for p in present)
     after = sorted(before + ['%s/%s' % (c['folder'], c['backup']['manifest_name']) for c in to_copy])
     result['diff'] = dict(before_header='%s/%s' % (rclone.display, source), after_header='%s/%s' % (
@@ -294,15 +294,15 @@ def _sync(rclone, params, source, verify, check_mode):
         got = hashes.get(id(item))
         if isinstance(got, OSError) or got is None:
             why = 'local archive unreadable: %s' % (getattr(got, 'strerror', None) or 'removed during the sync')
-            result['failed'].append(dict(_entry(item, source), reason=why))
+            result['not_copied'].append(dict(_entry(item, source), reason=why))
             continue
         sha, md5, size = got
         if sha != backup['manifest'].get('sha256'):
-            result['failed'].append(dict(_entry(item, source), reason='the local archive does not match its '
+            result['not_copied'].append(dict(_entry(item, source), reason='the local archive does not match its '
                                          'manifest (sha256 %s); not copied' % sha))
             continue
         if uploaded_listing is not None and uploaded_listing.get(rel) != size:
-            result['failed'].append(dict(_entry(item, source), reason='upload failed: %s' % (
+            result['not_copied'].append(dict(_entry(item, source), reason='upload failed: %s' % (
                 rclone_message(upload_err, rclone.secrets))))
             continue
         local_ok.append((rel, item, md5, size))
@@ -317,22 +317,22 @@ def _sync(rclone, params, source, verify, check_mode):
         entry = dict(_entry(item, source), repaired=item['repair'])
         if theirs and re.match(r'^[0-9a-f]{32}$', theirs):
             if theirs != md5:
-                result['failed'].append(dict(entry, reason='the remote md5 %s differs from the local archive (%s): '
+                result['not_copied'].append(dict(entry, reason='the remote md5 %s differs from the local archive (%s): '
                                              'the copy is corrupt; its manifest was not uploaded' % (theirs, md5)))
                 continue
             entry['verified_by'] = 'remote md5'
         elif verify == 'hash':
-            result['failed'].append(dict(entry, reason='the remote computes no md5 for this object; use verify: '
+            result['not_copied'].append(dict(entry, reason='the remote computes no md5 for this object; use verify: '
                                          'auto or read'))
             continue
         else:
             try:
                 digest, got_size = read_back_sha256(rclone, rel, source)
             except HoldfastError as exc:  # one unreadable copy must not keep the others from their manifests
-                result['failed'].append(dict(entry, reason=exc.msg))
+                result['not_copied'].append(dict(entry, reason=exc.msg))
                 continue
             if digest != item['backup']['manifest'].get('sha256'):
-                result['failed'].append(dict(entry, reason='read back: sha256 %s (%d bytes) does not match the '
+                result['not_copied'].append(dict(entry, reason='read back: sha256 %s (%d bytes) does not match the '
                                              'manifest; its manifest was not uploaded' % (digest, got_size)))
                 continue
             entry['verified_by'] = 'read back sha256'
@@ -352,13 +352,13 @@ def _sync(rclone, params, source, verify, check_mode):
     result['rclone_runs'] = list(rclone.runs)
     copied = set('%s/%s' % (e['folder'], os.path.basename(e['remote_manifest'])) for e in result['copied'])
     result['diff']['after'] = ''.join(n + '\n' for n in sorted(before + list(copied)))
-    for item in result['failed']:
+    for item in result['not_copied']:
         warnings.append('not copied: %s: %s' % (item['remote_archive'], item['reason']))
-    if result['failed']:
-        reasons = '; '.join('%s: %s' % (f['archive'], f['reason']) for f in result['failed'][:5])
+    if result['not_copied']:
+        reasons = '; '.join('%s: %s' % (f['archive'], f['reason']) for f in result['not_copied'][:5])
         details = dict((k, v) for k, v in result.items() if k != 'diff')
         raise HoldfastError('backup_sync could not copy %d backup(s) (copied %d): %s'
-                            % (len(result['failed']), len(result['copied']), reasons), **details)
+                            % (len(result['not_copied']), len(result['copied']), reasons), **details)
     return result, warnings
 
 

@@ -79,9 +79,6 @@ backups:
   type: list
   elements: dict
   contains:
-    folder:
-      description: The volume's folder in O(dest).
-      type: str
     volume:
       description: The volume (or host path) as it was backed up (the folder's name when it holds no backup).
       type: str

@@ -178,6 +178,9 @@ copied:
     volume:
       description: The volume (or host path) as backed up.
       type: str
+    folder:
+      description: The volume's folder in O(dest) (and under the host folder on the remote).
+      type: str
     archive:
       description: The archive's file name.
       type: str
@@ -203,8 +206,9 @@ copied:
       description: V(remote md5) (computed by the remote, compared with the local archive that matched the
         manifest's sha256) or V(read back sha256) (the copy downloaded and hashed); null in check mode.
       type: str
-failed:
-  description: Backups that could not be copied or verified, each with C(reason) (the module then fails).
+not_copied:
+  description: Backups that could not be copied or verified, each with C(reason) (the module then fails, and lists
+    them in its message and as warnings too).
   returned: always
   type: list
   elements: dict

@@ -34,7 +34,7 @@ def ansible_doc(kind, names, *args):
                ANSIBLE_FORCE_COLOR='0', PAGER='cat', COLUMNS='100')
     proc = subprocess.run([str(BIN / 'ansible-doc'), '-t', kind] + list(args) + names, capture_output=True,
                           text=True, env=env, check=False)
-    assert proc.returncode == 0 and not proc.stderr.strip(), proc.stdout + proc.stderr
+    assert proc.returncode == 0 and not proc.stderr.strip(), proc.stderr + proc.stdout[-2000:]
     return proc.stdout
 
 

@@ -83,6 +83,8 @@ def test_every_module_returns_what_return_documents(docker_client, prefix, tmp_p
     dest, state, hostdir = tmp_path / 'backups', tmp_path / 'state', tmp_path / 'hostdir'
     hostdir.mkdir()
     (hostdir / 'f').write_text('data')
+    (tmp_path / 'offsite').mkdir()
+    remote = {'type': 'local', 'path': str(tmp_path / 'offsite')}  # rclone's local backend
     luks, keyfile = tmp_path / 'luks.img', tmp_path / 'luks.key'
     luks_file(luks, keyfile)
     vol, seeded, copy = prefix + '_a', prefix + '_seeded', prefix + '_copy'
@@ -113,6 +115,9 @@ def test_every_module_returns_what_return_documents(docker_client, prefix, tmp_p
         ('backup_rotation', {'dest': str(dest), 'keep_last': 1}, 'check'),
         ('backup_rotation', {'dest': str(dest), 'keep_last': 1}, 'diff'),
         ('backup_rotation', {'dest': str(dest), 'volume': seeded, 'keep_last': 1}, 'run'),
+        ('backup_sync', {'dest': str(dest), 'remote': remote, 'host': 'h1'}, 'check'),
+        ('backup_sync', {'dest': str(dest), 'remote': remote, 'host': 'h1', 'volumes': [seeded]}, 'diff'),
+        ('backup_sync', {'dest': str(dest), 'remote': remote, 'host': 'h1'}, 'run'),
         ('backup_info', {'dest': str(dest), 'verify': 'sha256'}, 'run'),
         ('backup_info', {'dest': str(dest), 'volumes': [seeded]}, 'check'),
         ('luks_path', {'path': str(tmp_path / 'mnt'), 'backing_file': str(luks), 'keyfile': str(keyfile),

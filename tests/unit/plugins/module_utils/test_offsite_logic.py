@@ -66,6 +66,8 @@ def test_remote_that_corrupts_is_caught_by_its_own_md5_and_gets_no_manifest(tmp_
         run_sync(params(tmp_path, fault='corrupt'))
     assert 'differs from the local archive' in err.value.msg
     assert not [f for f in remote_files(tmp_path) if f.endswith('.manifest.json')]
+    # the list reaches the user: under the key `failed`, fail_json would overwrite it with true
+    assert 'failed' not in err.value.details and 'differs' in err.value.details['not_copied'][0]['reason']
 
 
 def test_remote_that_lies_about_its_hash_is_caught_by_reading_back(tmp_path):
