@@ -299,7 +299,7 @@ def _sync(rclone, params, source, verify, check_mode):
         sha, md5, size = got
         if sha != backup['manifest'].get('sha256'):
             result['not_copied'].append(dict(_entry(item, source), reason='the local archive does not match its '
-                                         'manifest (sha256 %s); not copied' % sha))
+                                             'manifest (sha256 %s); not copied' % sha))
             continue
         if uploaded_listing is not None and uploaded_listing.get(rel) != size:
             result['not_copied'].append(dict(_entry(item, source), reason='upload failed: %s' % (
@@ -318,12 +318,12 @@ def _sync(rclone, params, source, verify, check_mode):
         if theirs and re.match(r'^[0-9a-f]{32}$', theirs):
             if theirs != md5:
                 result['not_copied'].append(dict(entry, reason='the remote md5 %s differs from the local archive (%s): '
-                                             'the copy is corrupt; its manifest was not uploaded' % (theirs, md5)))
+                                                 'the copy is corrupt; its manifest was not uploaded' % (theirs, md5)))
                 continue
             entry['verified_by'] = 'remote md5'
         elif verify == 'hash':
             result['not_copied'].append(dict(entry, reason='the remote computes no md5 for this object; use verify: '
-                                         'auto or read'))
+                                             'auto or read'))
             continue
         else:
             try:
@@ -333,7 +333,7 @@ def _sync(rclone, params, source, verify, check_mode):
                 continue
             if digest != item['backup']['manifest'].get('sha256'):
                 result['not_copied'].append(dict(entry, reason='read back: sha256 %s (%d bytes) does not match the '
-                                             'manifest; its manifest was not uploaded' % (digest, got_size)))
+                                                 'manifest; its manifest was not uploaded' % (digest, got_size)))
                 continue
             entry['verified_by'] = 'read back sha256'
         verified.append((item, entry))
