@@ -223,11 +223,6 @@ created:
   returned: success, not in check mode
   type: str
   sample: "2026-11-26T17:35:00Z"
-would_quiesce:
-  description: Names of the running containers that would be paused or stopped (O(quiesce)).
-  returned: in check mode
-  type: list
-  elements: str
 containers:
   description: Containers paused or stopped for the copy, what happened to them (also recorded in the manifest).
   returned: always
