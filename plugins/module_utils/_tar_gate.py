@@ -234,7 +234,8 @@ def ustar_header(name, typeflag, mode=0o644, uid=0, gid=0, size=0, mtime=0, link
                       b'        ', typeflag, linkname.ljust(100, b'\0'), b'ustar\x0000', _UGNAME,
                       b'%07o\0%07o\0' % (devmajor, devminor), _PREFIX))
     header = block[:148] + b'%06o\0 ' % sum(block) + block[156:]
-    assert len(header) == BLOCK
+    if len(header) != BLOCK:
+        raise AssertionError('a ustar header of %d bytes' % len(header))
     return header
 
 
