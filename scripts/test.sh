@@ -38,6 +38,11 @@ tail -n 1 "$FLEET_DIR/up.log"
 # In the background, side by side with pytest below (the VM tests leave a core idle), waited for at the end:
 # the release checks (the tarball and galaxy-importer, the README's user path verbatim) and the older ansible-core
 # versions that meta/runtime.yml claims (scripts/matrix.sh: sanity, unit and smoke tests in their own venvs).
+# The check-mode test compares the host before and after (the helper image included): it runs before anything
+# else runs beside pytest, so that no other test's work can look like a change made in check mode.
+step "pytest: check mode changes nothing (alone on the engine)"
+python -m pytest -p no:cacheprovider tests/integration/test_check_mode.py
+
 RELEASE_TESTS=(tests/integration/test_collection_build.py tests/integration/test_readme.py)
 step "release checks and ansible-core 2.17 and 2.18 in the background (log: .tmp/matrix/run.log)"
 mkdir -p "$ROOT/.tmp/matrix"
@@ -45,7 +50,8 @@ mkdir -p "$ROOT/.tmp/matrix"
     >"$ROOT/.tmp/matrix/run.log" 2>&1 &
 MATRIX_PID=$!
 step "pytest: unit, collection build, integration on the real engine and in the VM tier"
-python -m pytest -p no:cacheprovider tests/unit tests/integration "${RELEASE_TESTS[@]/#/--deselect=}" "$@"
+python -m pytest -p no:cacheprovider tests/unit tests/integration "${RELEASE_TESTS[@]/#/--deselect=}" \
+    --deselect=tests/integration/test_check_mode.py "$@"
 step "molecule: default scenario on this host (converge, idempotence, testinfra verify)"
 (cd "$ROOT/extensions" && HOLDFAST_PYTHON="$HOLDFAST_VENV/bin/python" molecule test -s default)
 step "molecule: fleet scenario on 3 VM hosts (site, idempotence, backup, destroy, restore, report, testinfra)"
