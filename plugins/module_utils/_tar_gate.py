@@ -121,6 +121,11 @@ def _field(data):
     return data.split(b'\0', 1)[0]
 
 
+def _long_value(data):
+    """A GNU long name or link: the value and its single NUL terminator; a NUL inside is refused later."""
+    return data[:-1] if data.endswith(b'\0') else data
+
+
 def parse_number(data, what, maximum=MAX_SIZE):
     """A numeric header field, strictly: octal digits, or positive GNU base-256. Refuses anything else."""
     if data[:1] == b'\x80':  # GNU base-256, positive
@@ -447,9 +452,9 @@ def _read_member(reader, state):
                 raise TarFormatError('extended headers of more than %d bytes for one member' % XHDR_TOTAL_MAX)
             data = reader.read_exact(size + (-size % BLOCK))[:size]
             if typeflag == b'L':
-                long_name = _field(data)
+                long_name = _long_value(data)
             elif typeflag == b'K':
-                long_link = _field(data)
+                long_link = _long_value(data)
             elif typeflag == b'x':
                 pending_x.extend(pax_records(data))
             else:  # a global header applies to every later member, as GNU tar reads it; we apply it ourselves
@@ -498,6 +503,9 @@ def _member(reader, header, typeflag, size, records, long_name, long_link, offse
         link = pax['linkpath']
     if 'size' in pax:
         size = _decimal(pax['size'], 'size')
+    if b'\0' in name or b'\0' in link:  # GNU tar stops at the NUL of what we would write; the checker would not
+        raise TarFormatError('a member name or link target with a NUL byte in it (%r)'
+                             % name.split(b'\0', 1)[0].decode('utf-8', 'replace')[:200])
     if kind == 'file' and typeflag == b'\0' and name.endswith(b'/'):
         kind = 'dir'  # an old (v7) directory
     m = dict(kind=kind, typeflag=typeflag, offset=offset,

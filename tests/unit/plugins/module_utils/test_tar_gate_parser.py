@@ -354,3 +354,29 @@ def test_fuzz_whatever_lands_is_what_the_checker_reported(tmp_path_factory, muta
     implicit = dict((p, v) for p, v in landed.items() if p not in expected)
     assert all(v[0] == 'dir' and p in parents for p, v in implicit.items()), implicit
     assert dict((p, v) for p, v in landed.items() if p in expected) == expected
+
+
+def _long(typeflag, value):
+    return header(b'././@LongLink', typeflag, size=len(value)) + value + b'\0' * (-len(value) % 512)
+
+
+@pytest.mark.parametrize('extended', [
+    pax(b'x', [(b'linkpath', b'x/../..\0/..')]),
+    pax(b'x', [(b'path', b'ok\0/../../etc/x')]),
+    pax(b'x', [(b'GNU.sparse.name', b'./ok\0..')]),
+    _long(b'K', b'x/../..\0/..\0'),
+    _long(b'L', b'./ok\0../x\0'),
+], ids=['pax-linkpath', 'pax-path', 'pax-sparse-name', 'gnu-long-link', 'gnu-long-name'])
+def test_nul_inside_a_name_or_link_is_refused(extended):
+    # GNU tar stops at the NUL of what the gate writes (esc -> x/../.., escaping); the checker read the whole value
+    data = ROOT + header(b'./x', b'5', mode=0o755) + extended + header(b'./esc', b'2', linkname=b'x') + END
+    with pytest.raises(TarFormatError, match='NUL byte'):
+        gate(data, escaping=True)
+
+
+def test_gnu_long_name_keeps_working_without_its_terminator_or_with_one():
+    name = b'./' + b'd' * 150
+    for value in (name, name + b'\0'):
+        record = []
+        gate(ROOT + _long(b'L', value) + header(b'./short') + END, record=record)
+        assert record[1]['path'] == 'd' * 150
