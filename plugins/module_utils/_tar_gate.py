@@ -13,7 +13,10 @@ extractor can only see what the checker saw.
 Strict and bounded by construction:
 - numbers: octal digits (leading spaces, then NUL/space padding), or GNU base-256 when positive; anything else
   (a NUL-led, signed, negative or garbage field) is refused; every value has a range;
-- extended headers (pax, GNU long name and link, sparse maps) are capped (XHDR_MAX) and refused beyond;
+- extended headers (pax, GNU long name and link, sparse maps) are capped (XHDR_MAX) and refused beyond; one
+  member's xattrs and ACLs together at XATTR_MAX; a pax global header may not carry per-file data (path, linkpath,
+  SCHILY.*, GNU.sparse.*), which the gate would otherwise write again for every member;
+- a NUL byte inside a name or link target is refused (GNU tar would stop at it, the checker would not);
 - member types: regular, directory, symlink, hard link, devices, fifo; any other type is refused; links,
   directories and devices carry no data;
 - a DiskGuard stops the stream before the target's filesystem falls under a reserve, and a byte limit stops it as
@@ -31,6 +34,8 @@ import re
 BLOCK = 512
 XHDR_MAX = 4 * 1024 * 1024          # one extended header (pax, long name, long link, sparse map)
 XHDR_TOTAL_MAX = 8 * 1024 * 1024    # all extended headers of one member, and the global records together
+XATTR_MAX = 64 * 1024               # the xattr and ACL records of one member (Linux's XATTR_SIZE_MAX)
+_PER_FILE_KEYS = ('path', 'linkpath')  # refused in a global header, as SCHILY.* and GNU.sparse.* are
 MAX_SIZE = (1 << 63) - 1
 MAX_ID = 0xFFFFFFFE
 MAX_DEV = 8 ** 7 - 1  # what a ustar device field holds (Linux: 12-bit majors, 20-bit minors)
@@ -459,6 +464,10 @@ def _read_member(reader, state):
                 pending_x.extend(pax_records(data))
             else:  # a global header applies to every later member, as GNU tar reads it; we apply it ourselves
                 records = pax_records(data)
+                for key, _value in records:
+                    if key in _PER_FILE_KEYS or key.startswith(('SCHILY.', 'GNU.sparse.')):
+                        raise TarFormatError('a pax global header with the per-file keyword %s (it would apply to '
+                                             'every member)' % key[:100])
                 state['global_bytes'] += size
                 if state['global_bytes'] > XHDR_TOTAL_MAX:
                     raise TarFormatError('pax global headers of more than %d bytes' % XHDR_TOTAL_MAX)
@@ -495,6 +504,8 @@ def _member(reader, header, typeflag, size, records, long_name, long_link, offse
             pax.pop(key, None)  # an empty value deletes the record (POSIX), e.g. a global one
         else:
             pax[key] = value
+    if sum(len(k) + len(v) for k, v in extra.items()) > XATTR_MAX:  # written again for every member otherwise
+        raise TarFormatError('extended attributes and ACLs of more than %d bytes for one member' % XATTR_MAX)
     if 'path' in pax:
         name = pax['path']
     if 'GNU.sparse.name' in pax:

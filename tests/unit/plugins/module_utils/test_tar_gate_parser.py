@@ -135,7 +135,7 @@ def test_extended_headers_at_the_cap_take_linear_time():
     try:
         tiny = b'6 a=b\n' * ((1 << 19) // 6)
         data = ROOT + header(b'./@PaxHeader', b'x', size=len(tiny)) + tiny + b'\0' * (-len(tiny) % 512)
-        xattrs = b''.join(pax_record(b'SCHILY.xattr.user.%d' % i, b'') for i in range(20000))
+        xattrs = b''.join(pax_record(b'SCHILY.xattr.user.a', b'%d' % i) for i in range(20000))  # the last wins
         data += header(b'./f') + header(b'./@PaxHeader', b'x', size=len(xattrs)) + xattrs \
             + b'\0' * (-len(xattrs) % 512)
         pairs = 50000  # a GNU sparse 1.0 map of half a megabyte, leading the data
@@ -380,3 +380,22 @@ def test_gnu_long_name_keeps_working_without_its_terminator_or_with_one():
         record = []
         gate(ROOT + _long(b'L', value) + header(b'./short') + END, record=record)
         assert record[1]['path'] == 'd' * 150
+
+
+@pytest.mark.parametrize('key', [b'SCHILY.xattr.user.big', b'SCHILY.acl.access', b'path', b'linkpath',
+                                 b'GNU.sparse.name'])
+def test_per_file_keywords_in_a_global_header_are_refused(key):
+    # a global xattr of 8 MiB and N empty members made the gate write N x 8 MiB
+    data = ROOT + pax(b'g', [(key, b'v' * 1000)]) + header(b'./a') + header(b'./b') + END
+    with pytest.raises(TarFormatError, match='global header with the per-file keyword'):
+        gate(data)
+    gate(ROOT + pax(b'g', [(b'comment', b'c' * 1000), (b'mtime', b'1')]) + header(b'./a') + END)  # still read
+
+
+def test_one_members_xattrs_are_capped():
+    at_cap = [(b'SCHILY.xattr.user.a', b'v' * (64 * 1024 - 40))]
+    checker, out = gate(ROOT + pax(b'x', at_cap) + header(b'./a') + END)
+    assert b'v' * (64 * 1024 - 40) in out
+    over = [(b'SCHILY.xattr.user.a', b'v' * 40000), (b'SCHILY.xattr.user.b', b'v' * 40000)]
+    with pytest.raises(TarFormatError, match='extended attributes and ACLs of more than'):
+        gate(ROOT + pax(b'x', over) + header(b'./a') + END)
