@@ -41,6 +41,7 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._archive import (
     MANIFEST_SUFFIX,
     NAME_RE,
     backup_folders,
+    check_manifest_shape,
     list_backups,
     manifest_name_for,
     parse_manifest_time,
@@ -421,8 +422,8 @@ def scan_remote(rclone, host, volumes=None):
                     text = handle.read(MANIFEST_MAX + 1)
                 if len(text) > MANIFEST_MAX:
                     raise ValueError('manifest larger than %d bytes' % MANIFEST_MAX)
-                manifest = json.loads(text.decode('utf-8'))
-                if not isinstance(manifest, dict) or manifest.get('format') != FORMAT or not manifest.get(
+                manifest = check_manifest_shape(json.loads(text.decode('utf-8')))  # hostile input: types too
+                if manifest.get('format') != FORMAT or not manifest.get(
                         'archive') or not manifest.get('sha256'):
                     raise ValueError('not a holdfast manifest')
                 if os.path.basename(manifest['archive']) != manifest['archive'] or manifest_name_for(

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
-from ansible_collections.holdfast.volumes.plugins.module_utils._offsite import plan_sync, run_sync
+from ansible_collections.holdfast.volumes.plugins.module_utils._offsite import plan_sync, run_remote_info, run_sync
 from ansible_collections.holdfast.volumes.plugins.module_utils._rclone import (
     explain,
     rclone_message,
@@ -183,3 +183,15 @@ def test_rclone_environment_inherits_nothing_of_the_caller(monkeypatch):
     monkeypatch.setenv('RCLONE_CONFIG_HOLDFAST_TYPE', 'local')
     assert command_env({'RCLONE_CONFIG_HOLDFAST_TYPE': 's3'}, inherit=False) == {
         'RCLONE_CONFIG_HOLDFAST_TYPE': 's3', 'LC_ALL': 'C', 'LANG': 'C'}
+
+
+def test_remote_manifest_of_the_wrong_shape_is_reported_broken_not_a_crash(tmp_path):
+    make_store(tmp_path / 'store', 'v', 2)
+    run_sync(params(tmp_path))
+    remote = sorted((tmp_path / 'remote' / 'bucket' / 'h1' / 'v').glob('*.manifest.json'))[-1]
+    manifest = json.loads(remote.read_text())
+    manifest['bytes_stored'] = str(manifest['bytes_stored'] + 1)  # a string: '%d' % it raised TypeError
+    remote.write_text(json.dumps(manifest))
+    info = run_remote_info(dict(params(tmp_path), verify='size'))
+    state = info['backups'][0]
+    assert state['count'] == 1 and state['unreadable_manifests'] == 1 and state['newest']['problem'] is None
