@@ -73,9 +73,45 @@ def safe_folder_name(name):
     return '%s-%s' % (clean[:80], hashlib.sha256(name.encode('utf-8')).hexdigest()[:8])
 
 
+MANIFEST_MAX = 1024 * 1024  # a manifest is a few hundred bytes; larger ones are not read
+
+
+def open_regular(path, what='file'):
+    """A binary handle on a regular file, opened without following a symlink and without blocking on a fifo: a
+    manifest or archive planted as a symlink to /dev/zero, a fifo or a device is refused (ValueError)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ValueError('the %s %s is a symlink (not followed)' % (what, path)) from None
+        raise
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError('the %s %s is not a regular file' % (what, path))
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, 'rb')
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_manifest(path):
+    """A local manifest: a regular file (no symlink, fifo or device) of at most MANIFEST_MAX bytes, of the right
+    shape. ValueError (or OSError) otherwise."""
+    with open_regular(path, 'manifest') as handle:
+        text = handle.read(MANIFEST_MAX + 1)
+    if len(text) > MANIFEST_MAX:
+        raise ValueError('manifest %s is larger than %d bytes' % (path, MANIFEST_MAX))
+    return check_manifest_shape(json.loads(text.decode('utf-8')))
+
+
 def sha256_file(path, chunk=4 * 1024 * 1024):
     digest = hashlib.sha256()
-    with open(path, 'rb') as handle:
+    try:
+        handle = open_regular(path, 'archive')
+    except ValueError as exc:
+        raise HoldfastError('%s: only a regular file is read.' % exc) from None
+    with handle:
         while True:
             block = handle.read(chunk)
             if not block:
@@ -178,8 +214,7 @@ def list_backups(folder):
             continue
         path = os.path.join(folder, entry)
         try:
-            with open(path) as handle:
-                manifest = check_manifest_shape(json.load(handle))
+            manifest = read_manifest(path)
             if manifest.get('format') != FORMAT or not manifest.get('archive') or not manifest.get('sha256'):
                 raise ValueError('not a holdfast manifest')
             if os.path.basename(manifest['archive']) != manifest['archive'] or manifest_name_for(

@@ -31,9 +31,10 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._archive import (
     AGE_MAGIC,
     NAME_RE,
     MemberChecker,
-    check_manifest_shape,
     list_backups,
     manifest_name_for,
+    open_regular,
+    read_manifest,
     safe_folder_name,
     sha256_file,
     tree_fingerprint,
@@ -104,13 +105,12 @@ def locate(params):
         base = os.path.basename(path)
         if NAME_RE.match(base):
             mpath = os.path.join(os.path.dirname(path), manifest_name_for(base))
-            if os.path.isfile(mpath):
-                with open(mpath) as handle:
-                    try:
-                        manifest = check_manifest_shape(json.load(handle))
-                    except ValueError as exc:
-                        raise HoldfastError("The manifest %s beside the archive is not a valid manifest (%s)."
-                                            % (mpath, exc)) from None
+            if os.path.lexists(mpath):
+                try:
+                    manifest = read_manifest(mpath)
+                except (ValueError, OSError) as exc:
+                    raise HoldfastError("The manifest %s beside the archive is not a valid manifest (%s)."
+                                        % (mpath, exc)) from None
         return path, manifest
     source = params.get('source') or params.get('volume') or params.get('path')
     folder = os.path.join(params['dest'], safe_folder_name(source))
@@ -125,7 +125,12 @@ def locate(params):
 def open_archive(path):
     """The archive's bytes: a local file, or a stream from a remote store (RemoteArchive, read through rclone)."""
     opener = getattr(path, 'open', None)
-    return opener() if opener else open(path, 'rb')
+    if opener:
+        return opener()
+    try:
+        return open_regular(path, 'archive')
+    except ValueError as exc:
+        raise HoldfastError('%s: only a regular file is read.' % exc) from None
 
 
 class _Pipeline(object):

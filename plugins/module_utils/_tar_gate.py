@@ -142,8 +142,8 @@ def parse_number(data, what, maximum=MAX_SIZE):
     else:
         match = _OCTAL_RE.match(data)
         if not match:
-            raise TarFormatError('the %s field of a tar header is not a plain octal number: %r (a NUL-led, signed '
-                                 'or garbage field is read differently by different tar programs)' % (what, data))
+            raise TarFormatError('the %s field of a tar header is not a plain octal number (a NUL-led, signed '
+                                 'or garbage field is read differently by different tar programs)' % what)
         value = int(match.group(1), 8)
     if value > maximum:
         raise TarFormatError('the %s field of a tar header is out of range: %d' % (what, value))
