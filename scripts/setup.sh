@@ -19,7 +19,7 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 
 # 1. Debian packages ---------------------------------------------------------------------------
 APT_PACKAGES=(docker.io busybox-static zstd pigz python3-venv python3-docker acl attr age restic shellcheck rclone openssh-server
-              e2fsprogs qemu-system-x86 qemu-utils debootstrap cpio cryptsetup-bin chromium fonts-dejavu-core locales)
+              e2fsprogs qemu-system-x86 qemu-utils debootstrap cpio cryptsetup-bin chromium fonts-dejavu-core locales libcap2-bin)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

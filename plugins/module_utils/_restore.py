@@ -632,6 +632,7 @@ def _restore_locked(params, client, archive, manifest, target, state_dir, marker
             result['cleaned_leftovers'] = cleaned
             result['leftovers'] = [p for p in result['leftovers'] if p not in cleaned]
             result['setuid_stripped'] = checked.get('setuid_stripped', 0)
+            result['capabilities_stripped'] = checked.get('capabilities_stripped', 0)
             if quiesce:
                 result['containers'] = quiesce.report()
     except BaseException:
@@ -715,7 +716,8 @@ def _restore_host(params, archive, manifest, target_dir, quiesce, key=None, warn
             ref = ref if ref is not None and stat.S_ISDIR(ref.st_mode) else None
             os.fchown(staging.data_fd, ref.st_uid if ref else 0, ref.st_gid if ref else 0)
             os.fchmod(staging.data_fd, (ref.st_mode & 0o7777) if ref else 0o755)
-        checked['setuid_stripped'] = strip_setuid_at(staging.data_fd) if params.get('strip_setuid') else 0
+        checked['setuid_stripped'], checked['capabilities_stripped'] = (
+            strip_setuid_at(staging.data_fd) if params.get('strip_setuid') else (0, 0))
         if params.get('_before_swap'):
             params['_before_swap'](staging.data_path + '/.')
         ctx = quiesce if quiesce is not None else nullcontext()
@@ -787,8 +789,9 @@ def _swap_entries(target_fd, staging):
 
 
 def strip_setuid_at(root_fd):
-    """Remove setuid/setgid bits from the regular files of a private tree (staging). Returns how many."""
-    count = 0
+    """Remove setuid/setgid bits and file capabilities (security.capability: cap_setuid+ep is root as surely as a
+    setuid bit) from the regular files of a private tree (staging). Returns how many files of each."""
+    count = caps = 0
     stack = [os.dup(root_fd)]
     try:
         while stack:
@@ -801,19 +804,27 @@ def strip_setuid_at(root_fd):
                         stack.append(os.open(name, DIR_FLAGS, dir_fd=fd))
                         continue
                     st = os.stat(name, dir_fd=fd, follow_symlinks=False)
-                    if stat.S_ISREG(st.st_mode) and st.st_mode & (stat.S_ISUID | stat.S_ISGID):
-                        ffd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=fd)
-                        try:
+                    if not stat.S_ISREG(st.st_mode):
+                        continue
+                    ffd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=fd)
+                    try:
+                        if st.st_mode & (stat.S_ISUID | stat.S_ISGID):
                             os.fchmod(ffd, stat.S_IMODE(st.st_mode) & ~(stat.S_ISUID | stat.S_ISGID))
-                        finally:
-                            os.close(ffd)
-                        count += 1
+                            count += 1
+                        try:
+                            os.removexattr(ffd, 'security.capability')
+                            caps += 1
+                        except OSError as exc:
+                            if exc.errno not in (errno.ENODATA, errno.EOPNOTSUPP):
+                                raise
+                    finally:
+                        os.close(ffd)
             finally:
                 os.close(fd)
     finally:
         for fd in stack:
             os.close(fd)
-    return count
+    return count, caps
 
 
 def _restore_engine(client, params, archive, target_vol, checked):

@@ -98,7 +98,8 @@ options:
     type: dict
   strip_setuid:
     description:
-      - Remove the setuid and setgid bits of the restored files.
+      - Remove the setuid and setgid bits of the restored files, and their file capabilities (the
+        C(security.capability) extended attribute, for example C(cap_setuid+ep), which gives root as surely).
       - Off by default, because a restore gives back exactly what was backed up. Turn it on when the archive comes
         from a store that others can write, and its files are reachable by users of this host or run in containers.
         A setuid-root program planted in an archive would give them root. See the threat model in the docs.
@@ -314,6 +315,10 @@ cleaned_leftovers:
   elements: str
 setuid_stripped:
   description: Files whose setuid or setgid bit was removed (O(strip_setuid)).
+  returned: when restored through the host route
+  type: int
+capabilities_stripped:
+  description: Files whose file capabilities (C(security.capability)) were removed (O(strip_setuid)).
   returned: when restored through the host route
   type: int
 '''
