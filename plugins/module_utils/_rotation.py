@@ -64,6 +64,8 @@ def check_backup(backup, verify):
             actual = sha256_file(backup['archive_path'])
         except OSError as exc:
             return 'archive unreadable: %s' % exc.strerror
+        except HoldfastError as exc:  # not a regular file (a planted symlink, fifo or device)
+            return 'archive unreadable: %s' % exc.msg
         if actual != manifest.get('sha256'):
             return 'sha256 %s does not match the manifest (%s)' % (actual, manifest.get('sha256'))
     return None

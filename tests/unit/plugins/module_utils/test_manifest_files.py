@@ -13,6 +13,7 @@ import pytest
 from ansible_collections.holdfast.volumes.plugins.module_utils._archive import list_backups
 from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
 from ansible_collections.holdfast.volumes.plugins.module_utils._restore import locate, open_archive
+from ansible_collections.holdfast.volumes.plugins.module_utils._rotation import check_backup
 from ansible_collections.holdfast.volumes.plugins.module_utils._tar_gate import TarFormatError, parse_number
 
 ARCHIVE = 'v-20260101T000000Z.tar.zst'
@@ -76,3 +77,9 @@ def test_malformed_header_fields_are_named_not_echoed():
     with pytest.raises(TarFormatError) as info:
         parse_number(b'\x1b[31mevil\x00', 'checksum')
     assert 'checksum' in str(info.value) and 'evil' not in str(info.value)
+
+
+def test_rotation_reports_a_symlinked_archive_as_broken(folder):
+    os.symlink('/dev/zero', folder / 'zero.tar.zst')
+    backup = dict(manifest=dict(GOOD), archive_path=str(folder / 'zero.tar.zst'))
+    assert 'symlink' in check_backup(backup, 'sha256')
