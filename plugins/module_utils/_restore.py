@@ -687,6 +687,10 @@ def _restore_host(params, archive, manifest, target_dir, quiesce, key=None, warn
     holder_fd = None
     staging = None
     try:
+        # what the target's name holds now (or that it holds nothing): the swap moves aside only this, never what
+        # another user who can write the parent renames onto the name later
+        found = stat_at(parent_fd, base)
+        expected = (found.st_dev, found.st_ino) if found is not None else None
         why = foreign_writer(os.fstat(parent_fd))
         if why and warnings is not None:
             warnings.append(
@@ -718,7 +722,7 @@ def _restore_host(params, archive, manifest, target_dir, quiesce, key=None, warn
             if in_place:
                 _swap_entries(holder_fd, staging)
             else:
-                _swap_dir(parent_fd, base, staging)
+                _swap_dir(parent_fd, base, staging, expected, target_dir)
             os.fsync(parent_fd)
         previous = None
         if stat_at(staging.fd, 'old') is not None:
@@ -736,15 +740,31 @@ def _restore_host(params, archive, manifest, target_dir, quiesce, key=None, warn
         os.close(parent_fd)
 
 
-def _swap_dir(parent_fd, base, staging):
-    """The target (whatever is at its name now) goes into staging/old, the staged data takes its name."""
-    had = stat_at(parent_fd, base) is not None
-    if had:
+def _swap_dir(parent_fd, base, staging, expected, target_dir):
+    """The target goes into staging/old, the staged data takes its name. expected is the (st_dev, st_ino) the
+    name held when the restore began (None: nothing): anything else found there (renamed onto the name by another
+    user who can write the parent) is put back and the restore fails, so it is never removed."""
+    now = stat_at(parent_fd, base)
+    if expected is None and now is not None:
+        raise HoldfastError("%s appeared while the restore ran (another user can write its parent): refusing to "
+                            "replace it. Nothing was changed; make the parent writable by root only and retry."
+                            % target_dir)
+    if expected is not None and now is None:
+        raise HoldfastError("%s disappeared while the restore ran (another user can write its parent). Nothing was "
+                            "changed; make the parent writable by root only and retry." % target_dir)
+    if expected is not None:
         os.rename(base, 'old', src_dir_fd=parent_fd, dst_dir_fd=staging.fd)
+        moved = stat_at(staging.fd, 'old')
+        if moved is None or (moved.st_dev, moved.st_ino) != expected:
+            if moved is not None:
+                os.rename('old', base, src_dir_fd=staging.fd, dst_dir_fd=parent_fd)
+            raise HoldfastError("%s is no longer the directory the restore began with: another user who can write "
+                                "its parent replaced it. It was put back untouched and nothing was restored; make "
+                                "the parent writable by root only and retry." % target_dir)
     try:
         os.rename('data', base, src_dir_fd=staging.fd, dst_dir_fd=parent_fd)
     except OSError:
-        if had:
+        if expected is not None:
             os.rename('old', base, src_dir_fd=staging.fd, dst_dir_fd=parent_fd)
         raise
 

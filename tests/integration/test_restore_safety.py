@@ -331,6 +331,55 @@ def test_second_user_cannot_redirect_staging(public_dir, other_user, tmp_path, s
             assert os.lstat(path).st_uid == 0 and stat.S_IMODE(os.lstat(path).st_mode) == 0o700
 
 
+def _renaming_parent(public_dir):
+    """A root-owned parent that every user may write (no sticky bit), holding a root-owned important/ directory."""
+    parent = os.path.join(public_dir, 'shared')
+    os.mkdir(parent)
+    os.chmod(parent, 0o777)
+    important = os.path.join(parent, 'important')
+    os.mkdir(important, 0o700)
+    with open(os.path.join(important, 'keep'), 'w') as handle:
+        handle.write('root data')
+    return parent, important
+
+
+@pytest.mark.parametrize('target_existed', [True, False])
+def test_name_renamed_onto_the_target_is_never_removed(public_dir, other_user, tmp_path, state_dir,
+                                                        target_existed):
+    """Another user who can write the target's parent renames the target away and root's important/ onto its name
+    before the swap (or, when there was no target, puts important/ there): the restore fails with a clear message
+    and important/ survives untouched under the target's name (before the fix it went into staging/old and was
+    deleted with staging)."""
+    from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
+    from ansible_collections.holdfast.volumes.plugins.module_utils._restore import _restore_host
+    _name, uid, gid = other_user
+    parent, important = _renaming_parent(public_dir)
+    target = os.path.join(parent, 'target')
+    if target_existed:
+        os.mkdir(target)
+        with open(os.path.join(target, 'old'), 'w') as handle:
+            handle.write('old')
+    before = snapshot(important)
+    archive = tmp_path / 'a.tar'
+    archive.write_bytes(_tar([('f', 'file', b'new', 0o644)]))
+    moves = ('mv target target.moved; ' if target_existed else '') + 'mv important target'
+
+    def attack(_path):
+        subprocess.run(['/bin/sh', '-c', 'cd "$1" && ' + moves, 'sh', parent], user=uid, group=gid,
+                       extra_groups=[], check=True)
+
+    with pytest.raises(HoldfastError) as caught:
+        _restore_host(dict(state_dir=state_dir, _before_swap=attack, lock_timeout=5), str(archive), None, target,
+                      None)
+    assert ('no longer the directory the restore began with' if target_existed else 'appeared while the restore ran'
+            ) in str(caught.value)
+    assert snapshot(target) == before and os.lstat(target).st_uid == 0
+    assert not os.path.exists(os.path.join(target, 'f'))
+    if target_existed:
+        assert open(os.path.join(parent, 'target.moved', 'old')).read() == 'old'
+    assert not [n for n in os.listdir(parent) if n.startswith('.holdfast-')]
+
+
 def test_symlink_planted_by_another_user_is_not_followed(public_dir, other_user, tmp_path, state_dir):
     """The target's name, in a directory another user owns, is swapped for a symlink to a root-only directory
     before the restore: the restore refuses to follow it (it would have replaced that directory)."""
