@@ -114,6 +114,8 @@ def locate(params):
         return path, manifest
     source = params.get('source') or params.get('volume') or params.get('path')
     folder = os.path.join(params['dest'], safe_folder_name(source))
+    if os.path.lexists(folder):  # not a symlink, not another user's: as the backup requires
+        check_private_dir(folder, 'the backup folder')
     scan = list_backups(folder)
     if not scan['complete']:
         raise HoldfastError("No complete backup of %s in %s (an archive counts only with its manifest)."

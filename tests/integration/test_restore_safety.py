@@ -421,6 +421,17 @@ def test_store_folder_of_another_user_refused(docker_client, prefix, other_user,
     os.chmod(folder, 0o700)
     run = run_playbook([task('volume_backup', volume=vol, dest=dest)])
     assert run.rc == 0, run.stdout
+    # a destination others can write (no sticky bit) is refused, in check mode too, before anything is written:
+    # they could rename the folder between its check and its use (it was only a warning)
+    made = sorted(os.listdir(folder))
+    os.chmod(dest, 0o777)
+    run = run_playbook([dict(task('volume_backup', volume=vol, dest=dest), check_mode=True, ignore_errors=True),
+                        dict(task('volume_backup', volume=vol, dest=dest), ignore_errors=True)])
+    results = [r for r in run.records if r['task'] == 'volume_backup']
+    assert [r['status'] for r in results] == ['failed', 'failed'], run.stdout
+    for record in results:
+        assert 'chmod go-w %s' % dest in record['result']['msg'], record
+    assert sorted(os.listdir(folder)) == made
 
 
 # -- issue 13 item 7: a remote engine ------------------------------------------------------------------------------
