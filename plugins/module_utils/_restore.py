@@ -758,11 +758,17 @@ def _swap_dir(parent_fd, base, staging, expected, target_dir):
         os.rename(base, 'old', src_dir_fd=parent_fd, dst_dir_fd=staging.fd)
         moved = stat_at(staging.fd, 'old')
         if moved is None or (moved.st_dev, moved.st_ino) != expected:
+            where = target_dir
             if moved is not None:
-                os.rename('old', base, src_dir_fd=staging.fd, dst_dir_fd=parent_fd)
+                try:
+                    os.rename('old', base, src_dir_fd=staging.fd, dst_dir_fd=parent_fd)
+                except OSError:  # the name was taken again meanwhile: keep it beside, never in staging
+                    kept = '.holdfast-kept-%s-%s' % (base, staging.token)
+                    os.rename('old', kept, src_dir_fd=staging.fd, dst_dir_fd=parent_fd)
+                    where = os.path.join(os.path.dirname(target_dir), kept)
             raise HoldfastError("%s is no longer the directory the restore began with: another user who can write "
-                                "its parent replaced it. It was put back untouched and nothing was restored; make "
-                                "the parent writable by root only and retry." % target_dir)
+                                "its parent replaced it. What was there is back untouched at %s and nothing was "
+                                "restored; make the parent writable by root only and retry." % (target_dir, where))
     try:
         os.rename('data', base, src_dir_fd=staging.fd, dst_dir_fd=parent_fd)
     except OSError:

@@ -380,6 +380,40 @@ def test_name_renamed_onto_the_target_is_never_removed(public_dir, other_user, t
     assert not [n for n in os.listdir(parent) if n.startswith('.holdfast-')]
 
 
+def test_foreign_directory_kept_beside_when_its_name_is_taken_again(tmp_path, monkeypatch):
+    """The double race: a foreign directory was moved aside and, before it can be put back, the name holds a
+    non-empty directory again. The foreign one is kept beside the target (never left in staging to be removed)."""
+    from ansible_collections.holdfast.volumes.plugins.module_utils import _restore
+    from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
+    from ansible_collections.holdfast.volumes.plugins.module_utils._safe_fs import Staging, open_dir
+    parent = tmp_path / 'p'
+    parent.mkdir()
+    (parent / 'target').mkdir()
+    expected = os.lstat(parent / 'target')
+    os.rename(parent / 'target', parent / 'target.moved')
+    (parent / 'target').mkdir()  # the foreign directory now at the name
+    (parent / 'target' / 'keep').write_text('foreign')
+    real_stat_at = _restore.stat_at
+
+    def stat_at(fd, name):
+        found = real_stat_at(fd, name)
+        if name == 'old':  # right after the move aside: the name is taken again, by a non-empty directory
+            (parent / 'target').mkdir()
+            (parent / 'target' / 'again').write_text('x')
+        return found
+    monkeypatch.setattr(_restore, 'stat_at', stat_at)
+    fd = open_dir(str(parent))
+    staging = Staging(fd, 'target', 'path:%s' % (parent / 'target'))
+    try:
+        with pytest.raises(HoldfastError, match='back untouched at .*holdfast-kept-target-'):
+            _restore._swap_dir(fd, 'target', staging, (expected.st_dev, expected.st_ino), str(parent / 'target'))
+    finally:
+        staging.remove()
+        os.close(fd)
+    kept = [n for n in os.listdir(parent) if n.startswith('.holdfast-kept-target-')]
+    assert len(kept) == 1 and (parent / kept[0] / 'keep').read_text() == 'foreign'
+
+
 def test_symlink_planted_by_another_user_is_not_followed(public_dir, other_user, tmp_path, state_dir):
     """The target's name, in a directory another user owns, is swapped for a symlink to a root-only directory
     before the restore: the restore refuses to follow it (it would have replaced that directory)."""
