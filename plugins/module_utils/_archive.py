@@ -182,8 +182,9 @@ def backup_folders(dest, volumes=None):
         raise HoldfastError("dest %s is not a directory." % dest)
     if volumes:
         return [os.path.join(dest, safe_folder_name(v)) for v in volumes]
+    # lstat: a symlink in dest (say evil -> /etc) is not a backup folder; nothing follows it
     return sorted(os.path.join(dest, d) for d in os.listdir(dest)
-                  if os.path.isdir(os.path.join(dest, d)) and not d.startswith('.'))
+                  if not d.startswith('.') and stat.S_ISDIR(os.lstat(os.path.join(dest, d)).st_mode))
 
 
 def list_backups(folder):

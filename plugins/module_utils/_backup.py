@@ -130,17 +130,39 @@ def validate(params):
     refuse_negative(params, 'stop_timeout', 'lock_timeout')
 
 
+def check_dest(dest):
+    """Refuse a destination another user can change (owned by them, or writable by group/other without the sticky
+    bit): they could rename the backup folder between its check and its use (lock, temporaries, rename, manifest)
+    and put their own in its place."""
+    try:
+        st = os.stat(dest)
+    except FileNotFoundError:
+        return  # created by this run, root's
+    except OSError as exc:
+        raise HoldfastError("Cannot read the backup destination %s: %s" % (dest, exc.strerror)) from exc
+    why = foreign_writer(st)
+    if why:
+        raise HoldfastError("The backup destination %s could be changed by another user (%s): they could replace "
+                            "the backup folder while the backup writes into it. Give it to root and remove group/"
+                            "other write (chown root: %s && chmod go-w %s), or set the sticky bit (chmod +t)."
+                            % (dest, why, dest, dest))
+
+
 class FolderLock(object):
     """flock on <folder>/.lock; waits up to `timeout` seconds."""
 
-    def __init__(self, folder, timeout):
+    def __init__(self, folder, timeout, dir_fd=None):
         self.path = os.path.join(folder, '.lock')
         self.timeout = timeout
+        self.dir_fd = dir_fd  # the folder's open descriptor: the lock is created in it, not by name
         self.fd = None
 
     def __enter__(self):
         # never through a planted symlink, fifo or device (open_private_file checks it is a regular file)
-        self.fd = open_private_file(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        if self.dir_fd is not None:
+            self.fd = open_private_file('.lock', os.O_RDWR | os.O_CREAT, 0o600, dir_fd=self.dir_fd)
+        else:
+            self.fd = open_private_file(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         deadline = time.monotonic() + self.timeout
         while True:
             try:
@@ -542,6 +564,7 @@ def run_backup(params, check_mode=False):
     if route == 'host':
         need_tool('tar', 'tar')
     action, targets = effective_mode(mode, users or [])
+    check_dest(params['dest'])
     if check_mode:
         result['would_quiesce'] = [u['name'] for u in targets]
         result['quiesce_action'] = action
@@ -553,10 +576,6 @@ def run_backup(params, check_mode=False):
         raise HoldfastError("Cannot create the backup folder %s: %s" % (folder, exc.strerror)) from exc
     # an existing folder may have been made by someone else: only root (or this user) may change what is in it
     check_private_dir(folder, 'the backup folder')
-    why = foreign_writer(os.stat(params['dest']))
-    if why:
-        warnings.append("The backup destination %s could be changed by another user (%s): they could replace or "
-                        "remove the backups in it." % (params['dest'], why))
     with FolderLock(folder, params.get('lock_timeout', 600)):
         result['cleaned'] = clean_temporaries(folder)
         # Names carry the time to the second: taken under the lock, and unique (a queued backup may wait a second).

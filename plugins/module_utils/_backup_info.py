@@ -12,6 +12,7 @@ import os
 
 from ansible_collections.holdfast.volumes.plugins.module_utils._archive import backup_folders, list_backups
 from ansible_collections.holdfast.volumes.plugins.module_utils._rotation import check_backup
+from ansible_collections.holdfast.volumes.plugins.module_utils._safe_fs import check_private_dir
 
 
 def folder_state(folder, verify, now):
@@ -51,5 +52,8 @@ def run_backup_info(params):
     )
     now = datetime.datetime.now(datetime.timezone.utc)
     folders = backup_folders(params['dest'], params.get('volumes'))
+    for folder in folders:  # what another user could plant there is not reported as root's backups
+        if os.path.lexists(folder):
+            check_private_dir(folder, 'the backup folder')
     return dict(changed=False, backups=[folder_state(f, params.get('verify') or 'size', now) for f in folders],
                 restore_leftovers=restore_leftovers(params.get('state_dir') or DEFAULT_STATE_DIR))

@@ -114,6 +114,8 @@ def locate(params):
         return path, manifest
     source = params.get('source') or params.get('volume') or params.get('path')
     folder = os.path.join(params['dest'], safe_folder_name(source))
+    if os.path.lexists(folder):  # not a symlink, not another user's: as the backup requires
+        check_private_dir(folder, 'the backup folder')
     scan = list_backups(folder)
     if not scan['complete']:
         raise HoldfastError("No complete backup of %s in %s (an archive counts only with its manifest)."
@@ -693,6 +695,10 @@ def _restore_host(params, archive, manifest, target_dir, quiesce, key=None, warn
     holder_fd = None
     staging = None
     try:
+        # what the target's name holds now (or that it holds nothing): the swap moves aside only this, never what
+        # another user who can write the parent renames onto the name later
+        found = stat_at(parent_fd, base)
+        expected = (found.st_dev, found.st_ino) if found is not None else None
         why = foreign_writer(os.fstat(parent_fd))
         if why and warnings is not None:
             warnings.append(
@@ -725,7 +731,7 @@ def _restore_host(params, archive, manifest, target_dir, quiesce, key=None, warn
             if in_place:
                 _swap_entries(holder_fd, staging)
             else:
-                _swap_dir(parent_fd, base, staging)
+                _swap_dir(parent_fd, base, staging, expected, target_dir)
             os.fsync(parent_fd)
         previous = None
         if stat_at(staging.fd, 'old') is not None:
@@ -743,15 +749,37 @@ def _restore_host(params, archive, manifest, target_dir, quiesce, key=None, warn
         os.close(parent_fd)
 
 
-def _swap_dir(parent_fd, base, staging):
-    """The target (whatever is at its name now) goes into staging/old, the staged data takes its name."""
-    had = stat_at(parent_fd, base) is not None
-    if had:
+def _swap_dir(parent_fd, base, staging, expected, target_dir):
+    """The target goes into staging/old, the staged data takes its name. expected is the (st_dev, st_ino) the
+    name held when the restore began (None: nothing): anything else found there (renamed onto the name by another
+    user who can write the parent) is put back and the restore fails, so it is never removed."""
+    now = stat_at(parent_fd, base)
+    if expected is None and now is not None:
+        raise HoldfastError("%s appeared while the restore ran (another user can write its parent): refusing to "
+                            "replace it. Nothing was changed; make the parent writable by root only and retry."
+                            % target_dir)
+    if expected is not None and now is None:
+        raise HoldfastError("%s disappeared while the restore ran (another user can write its parent). Nothing was "
+                            "changed; make the parent writable by root only and retry." % target_dir)
+    if expected is not None:
         os.rename(base, 'old', src_dir_fd=parent_fd, dst_dir_fd=staging.fd)
+        moved = stat_at(staging.fd, 'old')
+        if moved is None or (moved.st_dev, moved.st_ino) != expected:
+            where = target_dir
+            if moved is not None:
+                try:
+                    os.rename('old', base, src_dir_fd=staging.fd, dst_dir_fd=parent_fd)
+                except OSError:  # the name was taken again meanwhile: keep it beside, never in staging
+                    kept = '.holdfast-kept-%s-%s' % (base, staging.token)
+                    os.rename('old', kept, src_dir_fd=staging.fd, dst_dir_fd=parent_fd)
+                    where = os.path.join(os.path.dirname(target_dir), kept)
+            raise HoldfastError("%s is no longer the directory the restore began with: another user who can write "
+                                "its parent replaced it. What was there is back untouched at %s and nothing was "
+                                "restored; make the parent writable by root only and retry." % (target_dir, where))
     try:
         os.rename('data', base, src_dir_fd=staging.fd, dst_dir_fd=parent_fd)
     except OSError:
-        if had:
+        if expected is not None:
             os.rename('old', base, src_dir_fd=staging.fd, dst_dir_fd=parent_fd)
         raise
 

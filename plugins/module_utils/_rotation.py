@@ -17,12 +17,12 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
+import stat
 import time
 from contextlib import nullcontext
 
 from ansible_collections.holdfast.volumes.plugins.module_utils._archive import (
     backup_folders,
-    fsync_dir,
     list_backups,
     sha256_file,
 )
@@ -34,6 +34,7 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._retention import
     parse_time,
     validate_policy,
 )
+from ansible_collections.holdfast.volumes.plugins.module_utils._safe_fs import check_private_dir, open_dir
 
 # The options of backup_rotation (its argument spec, and the defaults of the scheduled runner's jobs).
 ROTATION_OPTIONS = dict(
@@ -79,32 +80,48 @@ def _entry(backup, reasons=None):
     return out
 
 
-def _unlink_all(paths, tolerate=(FileNotFoundError,)):
-    """Remove files, skipping those that fail with a tolerated error; returns (bytes freed, paths removed)."""
+def _unlink_all(folder_fd, paths, tolerate=(FileNotFoundError,)):
+    """Remove regular files of the folder open as folder_fd, by their names relative to it (never by path, never
+    a symlink or anything but a regular file), skipping those that fail with a tolerated error; returns (bytes
+    freed, paths removed)."""
     freed, removed = 0, []
     for path in paths:
+        name = os.path.basename(path)
         try:
-            size = os.lstat(path).st_size
-            os.unlink(path)
+            st = os.stat(name, dir_fd=folder_fd, follow_symlinks=False)
+            if not stat.S_ISREG(st.st_mode):
+                continue
+            os.unlink(name, dir_fd=folder_fd)
         except tolerate:
             continue
-        freed += size
+        freed += st.st_size
         removed.append(path)
     return freed, removed
 
 
-def _remove_backups(backups):
+def _remove_backups(folder_fd, backups):
     """Manifests first (fsync: from then on these backups no longer count), then the archives. Bytes freed."""
     if not backups:
         return 0
-    folders = set(os.path.dirname(b['manifest_path']) for b in backups)
-    freed = _unlink_all(b['manifest_path'] for b in backups)[0]
-    for folder in folders:
-        fsync_dir(folder)
-    freed += _unlink_all(b['archive_path'] for b in backups)[0]
-    for folder in folders:
-        fsync_dir(folder)
+    freed = _unlink_all(folder_fd, (b['manifest_path'] for b in backups))[0]
+    os.fsync(folder_fd)
+    freed += _unlink_all(folder_fd, (b['archive_path'] for b in backups))[0]
+    os.fsync(folder_fd)
     return freed
+
+
+def open_backup_folder(folder):
+    """A backup folder that root may act in: a real directory (not a symlink) of root's that no other user can
+    change (check_private_dir, as the backup requires), opened without following a symlink and checked to be the
+    directory just judged. Returns its descriptor."""
+    checked = check_private_dir(folder, 'the backup folder')
+    fd = open_dir(os.path.realpath(os.path.dirname(folder)) + '/' + os.path.basename(folder))
+    st = os.fstat(fd)
+    if (st.st_dev, st.st_ino) != (checked.st_dev, checked.st_ino):
+        os.close(fd)
+        raise HoldfastError("The backup folder %s changed while it was being opened; nothing was done. Run again."
+                            % folder)
+    return fd
 
 
 def plan_folder(folder, rules, now, verify, stale_age):
@@ -135,6 +152,32 @@ def plan_folder(folder, rules, now, verify, stale_age):
                 bad_manifests=scan['bad_manifests'])
 
 
+def _rotate_folder(folder, folder_fd, params, rules, now, verify, stale_age, check_mode):
+    """Plan and (unless check_mode) apply the rotation of one folder, open as folder_fd and locked."""
+    plan = plan_folder(folder, rules, now, verify, stale_age)
+    before = sorted(os.path.basename(b['manifest_path']) for b in
+                    [e['item'] for e in plan['keep']] + plan['remove'] + [x['_backup'] for x in plan['broken']])
+    doomed = list(plan['remove'])
+    broken_out = []
+    for item in plan['broken']:
+        backup = item.pop('_backup')
+        item['removed'] = bool(params.get('remove_broken'))
+        if params.get('remove_broken'):
+            doomed.append(backup)
+        broken_out.append(item)
+    removed = [_entry(b) for b in doomed]
+    if check_mode:
+        freed = sum((b['manifest'].get('bytes_stored') or 0) for b in doomed)
+    else:
+        freed = _remove_backups(folder_fd, doomed)
+    cleaned = list(plan['stale'])
+    if not check_mode:
+        stale_freed, cleaned = _unlink_all(folder_fd, cleaned, tolerate=OSError)
+        freed += stale_freed
+    kept = [_entry(e['item'], e['reasons']) for e in plan['keep']]
+    return kept, removed, broken_out, cleaned, freed, plan, before
+
+
 def run_rotation(params, check_mode=False):
     policy = dict((k, params.get(k)) for k in POLICY_KEYS if params.get(k) not in (None, ''))
     if params.get('timezone'):
@@ -151,31 +194,17 @@ def run_rotation(params, check_mode=False):
     result = dict(changed=False, kept=[], removed=[], broken=[], cleaned=[], bytes_freed=0, folders=[])
     diffs = []
     for folder in folders:
-        lock_path = os.path.join(folder, '.lock')
-        use_lock = not check_mode or os.path.exists(lock_path)
-        ctx = FolderLock(folder, params.get('lock_timeout', 600)) if use_lock else nullcontext()
-        with ctx:
-            plan = plan_folder(folder, rules, now, verify, stale_age)
-            before = sorted(os.path.basename(b['manifest_path']) for b in
-                            [e['item'] for e in plan['keep']] + plan['remove'] + [x['_backup'] for x in plan['broken']])
-            doomed = list(plan['remove'])
-            broken_out = []
-            for item in plan['broken']:
-                backup = item.pop('_backup')
-                item['removed'] = bool(params.get('remove_broken'))
-                if params.get('remove_broken'):
-                    doomed.append(backup)
-                broken_out.append(item)
-            removed = [_entry(b) for b in doomed]
-            if check_mode:
-                freed = sum((b['manifest'].get('bytes_stored') or 0) for b in doomed)
-            else:
-                freed = _remove_backups(doomed)
-            cleaned = list(plan['stale'])
-            if not check_mode:
-                stale_freed, cleaned = _unlink_all(cleaned, tolerate=OSError)
-                freed += stale_freed
-            kept = [_entry(e['item'], e['reasons']) for e in plan['keep']]
+        if not os.path.lexists(folder):
+            continue  # the folder of a volume with no backups yet: nothing to rotate (the plan is empty)
+        folder_fd = open_backup_folder(folder)
+        try:
+            use_lock = not check_mode or '.lock' in os.listdir(folder_fd)
+            ctx = FolderLock(folder, params.get('lock_timeout', 600), dir_fd=folder_fd) if use_lock else nullcontext()
+            with ctx:
+                rotated = _rotate_folder(folder, folder_fd, params, rules, now, verify, stale_age, check_mode)
+        finally:
+            os.close(folder_fd)
+        kept, removed, broken_out, cleaned, freed, plan, before = rotated
         result['kept'] += kept
         result['removed'] += removed
         result['broken'] += broken_out

@@ -51,6 +51,8 @@ options:
     description:
       - The destination directory on the managed host (may be an NFS or other mounted filesystem).
         Backups go into C(<dest>/<volume>/), created with mode 0700.
+      - An existing O(dest) must belong to root and not be writable by its group or others (unless it has the
+        sticky bit); otherwise the backup fails, in check mode too (fix it with C(chmod go-w)).
     type: path
     required: true
   compression:

@@ -331,6 +331,89 @@ def test_second_user_cannot_redirect_staging(public_dir, other_user, tmp_path, s
             assert os.lstat(path).st_uid == 0 and stat.S_IMODE(os.lstat(path).st_mode) == 0o700
 
 
+def _renaming_parent(public_dir):
+    """A root-owned parent that every user may write (no sticky bit), holding a root-owned important/ directory."""
+    parent = os.path.join(public_dir, 'shared')
+    os.mkdir(parent)
+    os.chmod(parent, 0o777)
+    important = os.path.join(parent, 'important')
+    os.mkdir(important, 0o700)
+    with open(os.path.join(important, 'keep'), 'w') as handle:
+        handle.write('root data')
+    return parent, important
+
+
+@pytest.mark.parametrize('target_existed', [True, False])
+def test_name_renamed_onto_the_target_is_never_removed(public_dir, other_user, tmp_path, state_dir,
+                                                        target_existed):
+    """Another user who can write the target's parent renames the target away and root's important/ onto its name
+    before the swap (or, when there was no target, puts important/ there): the restore fails with a clear message
+    and important/ survives untouched under the target's name (before the fix it went into staging/old and was
+    deleted with staging)."""
+    from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
+    from ansible_collections.holdfast.volumes.plugins.module_utils._restore import _restore_host
+    _name, uid, gid = other_user
+    parent, important = _renaming_parent(public_dir)
+    target = os.path.join(parent, 'target')
+    if target_existed:
+        os.mkdir(target)
+        with open(os.path.join(target, 'old'), 'w') as handle:
+            handle.write('old')
+    before = snapshot(important)
+    archive = tmp_path / 'a.tar'
+    archive.write_bytes(_tar([('f', 'file', b'new', 0o644)]))
+    moves = ('mv target target.moved; ' if target_existed else '') + 'mv important target'
+
+    def attack(_path):
+        subprocess.run(['/bin/sh', '-c', 'cd "$1" && ' + moves, 'sh', parent], user=uid, group=gid,
+                       extra_groups=[], check=True)
+
+    with pytest.raises(HoldfastError) as caught:
+        _restore_host(dict(state_dir=state_dir, _before_swap=attack, lock_timeout=5), str(archive), None, target,
+                      None)
+    assert ('no longer the directory the restore began with' if target_existed else 'appeared while the restore ran'
+            ) in str(caught.value)
+    assert snapshot(target) == before and os.lstat(target).st_uid == 0
+    assert not os.path.exists(os.path.join(target, 'f'))
+    if target_existed:
+        assert open(os.path.join(parent, 'target.moved', 'old')).read() == 'old'
+    assert not [n for n in os.listdir(parent) if n.startswith('.holdfast-')]
+
+
+def test_foreign_directory_kept_beside_when_its_name_is_taken_again(tmp_path, monkeypatch):
+    """The double race: a foreign directory was moved aside and, before it can be put back, the name holds a
+    non-empty directory again. The foreign one is kept beside the target (never left in staging to be removed)."""
+    from ansible_collections.holdfast.volumes.plugins.module_utils import _restore
+    from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
+    from ansible_collections.holdfast.volumes.plugins.module_utils._safe_fs import Staging, open_dir
+    parent = tmp_path / 'p'
+    parent.mkdir()
+    (parent / 'target').mkdir()
+    expected = os.lstat(parent / 'target')
+    os.rename(parent / 'target', parent / 'target.moved')
+    (parent / 'target').mkdir()  # the foreign directory now at the name
+    (parent / 'target' / 'keep').write_text('foreign')
+    real_stat_at = _restore.stat_at
+
+    def stat_at(fd, name):
+        found = real_stat_at(fd, name)
+        if name == 'old':  # right after the move aside: the name is taken again, by a non-empty directory
+            (parent / 'target').mkdir()
+            (parent / 'target' / 'again').write_text('x')
+        return found
+    monkeypatch.setattr(_restore, 'stat_at', stat_at)
+    fd = open_dir(str(parent))
+    staging = Staging(fd, 'target', 'path:%s' % (parent / 'target'))
+    try:
+        with pytest.raises(HoldfastError, match='back untouched at .*holdfast-kept-target-'):
+            _restore._swap_dir(fd, 'target', staging, (expected.st_dev, expected.st_ino), str(parent / 'target'))
+    finally:
+        staging.remove()
+        os.close(fd)
+    kept = [n for n in os.listdir(parent) if n.startswith('.holdfast-kept-target-')]
+    assert len(kept) == 1 and (parent / kept[0] / 'keep').read_text() == 'foreign'
+
+
 def test_symlink_planted_by_another_user_is_not_followed(public_dir, other_user, tmp_path, state_dir):
     """The target's name, in a directory another user owns, is swapped for a symlink to a root-only directory
     before the restore: the restore refuses to follow it (it would have replaced that directory)."""
@@ -372,6 +455,17 @@ def test_store_folder_of_another_user_refused(docker_client, prefix, other_user,
     os.chmod(folder, 0o700)
     run = run_playbook([task('volume_backup', volume=vol, dest=dest)])
     assert run.rc == 0, run.stdout
+    # a destination others can write (no sticky bit) is refused, in check mode too, before anything is written:
+    # they could rename the folder between its check and its use (it was only a warning)
+    made = sorted(os.listdir(folder))
+    os.chmod(dest, 0o777)
+    run = run_playbook([dict(task('volume_backup', volume=vol, dest=dest), check_mode=True, ignore_errors=True),
+                        dict(task('volume_backup', volume=vol, dest=dest), ignore_errors=True)])
+    results = [r for r in run.records if r['task'] == 'volume_backup']
+    assert [r['status'] for r in results] == ['failed', 'failed'], run.stdout
+    for record in results:
+        assert 'chmod go-w %s' % dest in record['result']['msg'], record
+    assert sorted(os.listdir(folder)) == made
 
 
 # -- issue 13 item 7: a remote engine ------------------------------------------------------------------------------

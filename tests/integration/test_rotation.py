@@ -9,6 +9,7 @@ import os
 import shutil
 import time
 
+import pytest
 from ansible_runner import run_playbook
 
 from ansible_collections.holdfast.volumes.plugins.module_utils._retention import apply_policy
@@ -150,3 +151,52 @@ def test_filter_in_a_playbook(tmp_path):
     assert [k['reasons'] for k in plan['keep']] == [['daily', 'weekly'], ['daily'], ['daily', 'weekly']]
     assert len(plan['remove']) == 17 and 'reasons' not in plan['remove'][0]
     assert 'keeps nothing' in run.task('bad')['msg']
+
+
+def test_symlinked_folder_in_dest_is_never_followed(tmp_path):
+    """dest/evil -> a root directory holding files named like an orphan archive and an old temporary: rotation
+    (run as root by the scheduled runner) deleted them and created .lock there. Now nothing there is deleted or
+    created: the listing skips the symlink, and naming it as the volume (or in backup_info, or a restore) is
+    refused."""
+    from ansible_collections.holdfast.volumes.plugins.module_utils._backup_info import run_backup_info
+    from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
+    from ansible_collections.holdfast.volumes.plugins.module_utils._restore import locate
+    from ansible_collections.holdfast.volumes.plugins.module_utils._rotation import run_rotation
+    victim = tmp_path / 'victim'
+    victim.mkdir(mode=0o700)
+    names = ['etc-20200101T000000Z.tar.zst', '.holdfast-tmp-abc', 'etc-20200102T000000Z.tar']
+    for name in names:
+        (victim / name).write_text('precious')
+        os.utime(victim / name, (0, 0))
+    dest = tmp_path / 'dest'
+    dest.mkdir()
+    (dest / 'evil').symlink_to(victim)
+    params = dict(dest=str(dest), keep_last=1, stale_age=0, verify='size', lock_timeout=5)
+    result, _warnings = run_rotation(dict(params))
+    assert result['cleaned'] == [] and result['folders'] == []
+    with pytest.raises(HoldfastError, match='not a directory'):
+        run_rotation(dict(params, volume='evil'))
+    with pytest.raises(HoldfastError, match='not a directory'):
+        run_backup_info(dict(dest=str(dest), volumes=['evil'], verify='none'))
+    with pytest.raises(HoldfastError, match='not a directory'):
+        locate(dict(dest=str(dest), source='evil'))
+    assert sorted(os.listdir(victim)) == sorted(names)
+    assert all((victim / n).read_text() == 'precious' for n in names)
+
+
+def test_rotation_unlinks_only_regular_files_relative_to_the_folder(tmp_path):
+    """A stale name in a sound folder that is a symlink to a root file is not followed or removed; a real stale
+    temporary is (through the folder's descriptor)."""
+    from ansible_collections.holdfast.volumes.plugins.module_utils._rotation import run_rotation
+    outside = tmp_path / 'outside'
+    outside.write_text('precious')
+    folder = tmp_path / 'dest' / 'vol'
+    folder.mkdir(parents=True, mode=0o700)
+    (folder / '.holdfast-tmp-link').symlink_to(outside)
+    (folder / '.holdfast-tmp-real').write_text('x')
+    os.utime(folder / '.holdfast-tmp-real', (0, 0))
+    os.utime(folder / '.holdfast-tmp-link', (0, 0), follow_symlinks=False)
+    result, _warnings = run_rotation(dict(dest=str(tmp_path / 'dest'), keep_last=1, stale_age=0, verify='size',
+                                          lock_timeout=5))
+    assert result['cleaned'] == [str(folder / '.holdfast-tmp-real')]
+    assert os.path.islink(folder / '.holdfast-tmp-link') and outside.read_text() == 'precious'
