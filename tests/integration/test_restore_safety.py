@@ -345,7 +345,7 @@ def _renaming_parent(public_dir):
 
 @pytest.mark.parametrize('target_existed', [True, False])
 def test_name_renamed_onto_the_target_is_never_removed(public_dir, other_user, tmp_path, state_dir,
-                                                        target_existed):
+                                                       target_existed):
     """Another user who can write the target's parent renames the target away and root's important/ onto its name
     before the swap (or, when there was no target, puts important/ there): the restore fails with a clear message
     and important/ survives untouched under the target's name (before the fix it went into staging/old and was
