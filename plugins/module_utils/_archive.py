@@ -28,7 +28,6 @@ import re
 import stat
 
 from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
-from ansible_collections.holdfast.volumes.plugins.module_utils._tar_gate import gate_stream
 
 FORMAT = 'holdfast.volumes/backup'
 FORMAT_VERSION = 1
@@ -192,30 +191,43 @@ def list_backups(folder):
 
     A backup is complete when its manifest exists, parses, and names an archive that exists beside it.
     """
-    complete, orphans, temps, unknown, bad_manifests = [], [], [], [], []
     try:
         entries = sorted(os.listdir(folder))
     except OSError as exc:
         if exc.errno == errno.ENOENT:
             return dict(complete=[], orphans=[], temps=[], unknown=[], bad_manifests=[])
         raise HoldfastError("Cannot list backup folder %s: %s" % (folder, exc.strerror)) from exc
-    names = set(entries)
+    temps = [e for e in entries if e.startswith(TMP_PREFIX)]
+    found, orphans, unknown, bad_manifests = classify_folder(
+        [e for e in entries if e != '.lock' and not e.startswith(TMP_PREFIX)],
+        lambda entry: read_manifest(os.path.join(folder, entry)))
+    complete = [dict(manifest=manifest, manifest_path=os.path.join(folder, entry),
+                     archive_path=os.path.join(folder, manifest['archive']), time=when)
+                for entry, manifest, when in found]
+    return dict(complete=complete, orphans=orphans, temps=temps, unknown=unknown, bad_manifests=bad_manifests)
+
+
+def classify_folder(names, load):
+    """The one reading of a store folder, local or remote. names: its entries (the lock and temporaries set aside);
+    load(entry): the parsed manifest of that entry (ValueError, OSError or HoldfastError when unreadable).
+
+    Returns (complete, orphans, unknown, bad_manifests): complete is [(manifest entry, manifest, created)], newest
+    first; a backup is complete when its manifest parses, names the archive its own name promises, and that archive
+    is among names.
+    """
+    names = sorted(names)
+    present = set(names)
+    complete, unknown, bad_manifests = [], [], []
     claimed = set()
-    for entry in entries:
-        if entry == '.lock':
-            continue
-        if entry.startswith(TMP_PREFIX):
-            temps.append(entry)
-            continue
+    for entry in names:
         match = NAME_RE.match(entry)
         if not match:
             unknown.append(entry)
             continue
         if match.group('suffix') != MANIFEST_SUFFIX:
             continue
-        path = os.path.join(folder, entry)
         try:
-            manifest = read_manifest(path)
+            manifest = load(entry)
             if manifest.get('format') != FORMAT or not manifest.get('archive') or not manifest.get('sha256'):
                 raise ValueError('not a holdfast manifest')
             if os.path.basename(manifest['archive']) != manifest['archive'] or manifest_name_for(
@@ -224,7 +236,7 @@ def list_backups(folder):
         except (ValueError, OSError, HoldfastError) as exc:
             bad_manifests.append(dict(name=entry, error=str(exc)))
             continue
-        if manifest['archive'] not in names:
+        if manifest['archive'] not in present:
             bad_manifests.append(dict(name=entry, error='archive %s is missing' % manifest['archive']))
             continue
         try:
@@ -233,14 +245,14 @@ def list_backups(folder):
             bad_manifests.append(dict(name=entry, error=exc.msg))
             continue
         claimed.add(manifest['archive'])
-        complete.append(dict(manifest=manifest, manifest_path=path,
-                             archive_path=os.path.join(folder, manifest['archive']), time=when))
-    for entry in entries:
+        complete.append((entry, manifest, when))
+    orphans = []
+    for entry in names:
         match = NAME_RE.match(entry)
         if match and match.group('suffix') != MANIFEST_SUFFIX and entry not in claimed:
             orphans.append(entry)
-    complete.sort(key=lambda b: b['time'], reverse=True)
-    return dict(complete=complete, orphans=orphans, temps=temps, unknown=unknown, bad_manifests=bad_manifests)
+    complete.sort(key=lambda item: item[2], reverse=True)
+    return complete, orphans, unknown, bad_manifests
 
 
 def parse_manifest_time(manifest):
@@ -384,6 +396,3 @@ def tree_fingerprint(root):
 def posix_join(*parts):
     return posixpath.join(*parts)
 
-
-# The streaming tar gate (strict reader + canonical re-encoding) lives in _tar_gate; these names stay importable here.
-gate_tar_stream = gate_stream

@@ -149,18 +149,21 @@ def check_dest(dest):
 
 
 class FolderLock(object):
-    """flock on <folder>/.lock; waits up to `timeout` seconds."""
+    """flock on <folder>/<name> (.lock: one backup, restore or rotation of a folder at a time); waits up to
+    `timeout` seconds, then fails saying who holds it (`holder`)."""
 
-    def __init__(self, folder, timeout, dir_fd=None):
-        self.path = os.path.join(folder, '.lock')
+    def __init__(self, folder, timeout, dir_fd=None, name='.lock', holder='Another backup, restore or rotation'):
+        self.name = name
+        self.path = os.path.join(folder, name)
         self.timeout = timeout
         self.dir_fd = dir_fd  # the folder's open descriptor: the lock is created in it, not by name
+        self.holder = holder
         self.fd = None
 
     def __enter__(self):
         # never through a planted symlink, fifo or device (open_private_file checks it is a regular file)
         if self.dir_fd is not None:
-            self.fd = open_private_file('.lock', os.O_RDWR | os.O_CREAT, 0o600, dir_fd=self.dir_fd)
+            self.fd = open_private_file(self.name, os.O_RDWR | os.O_CREAT, 0o600, dir_fd=self.dir_fd)
         else:
             self.fd = open_private_file(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         deadline = time.monotonic() + self.timeout
@@ -173,9 +176,8 @@ class FolderLock(object):
                     raise
             if time.monotonic() >= deadline:
                 os.close(self.fd)
-                raise HoldfastError(
-                    "Another backup, restore or rotation holds the lock %s; waited %ss. Try again later or raise "
-                    "lock_timeout." % (self.path, self.timeout))
+                raise HoldfastError("%s holds the lock %s; waited %ss. Try again later or raise lock_timeout."
+                                    % (self.holder, self.path, self.timeout))
             time.sleep(0.2)
 
     def __exit__(self, *exc):

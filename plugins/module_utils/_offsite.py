@@ -26,27 +26,22 @@ __metaclass__ = type
 
 import atexit
 import datetime
-import errno
-import fcntl
 import hashlib
-import json
 import os
 import re
 import socket
 import threading
-import time
 
 from ansible_collections.holdfast.volumes.plugins.module_utils._archive import (
-    FORMAT,
+    MANIFEST_MAX,
     MANIFEST_SUFFIX,
-    NAME_RE,
     backup_folders,
-    check_manifest_shape,
+    classify_folder,
     list_backups,
-    manifest_name_for,
-    parse_manifest_time,
+    read_manifest,
     safe_folder_name,
 )
+from ansible_collections.holdfast.volumes.plugins.module_utils._backup import FolderLock
 from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
 from ansible_collections.holdfast.volumes.plugins.module_utils._rclone import Rclone, explain, rclone_message
 from ansible_collections.holdfast.volumes.plugins.module_utils._retention import (
@@ -55,12 +50,12 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._retention import
     parse_time,
     validate_policy,
 )
+from ansible_collections.holdfast.volumes.plugins.module_utils._rotation import broken_warnings
 
 CHUNK = 4 * 1024 * 1024
 HOST_RE = re.compile(r'^[A-Za-z0-9_.@-]+$')
 BWLIMIT_RE = re.compile(r'^(off|\d+(\.\d+)?[BKMGTP]?(:\d+(\.\d+)?[BKMGTP]?)?)$', re.IGNORECASE)
-SINGLE_PART_LIMIT = 5 * 1024 ** 3
-MANIFEST_MAX = 1024 * 1024  # a remote manifest is hostile input: larger ones are not read  # --s3-upload-cutoff 5G
+SINGLE_PART_LIMIT = 5 * 1024 ** 3  # --s3-upload-cutoff 5G
 # backends whose md5 is computed by the server from the stored bytes (for s3 only for single-part objects)
 TRUSTED_MD5 = ('s3', 'sftp', 'local')
 
@@ -124,34 +119,9 @@ def plan_sync(local, remote_files):
     return present, to_copy
 
 
-class DestLock(object):
-    """flock on <dest>/.holdfast-sync.lock: one sync of a store at a time."""
-
-    def __init__(self, dest, timeout):
-        self.path = os.path.join(dest, '.holdfast-sync.lock')
-        self.timeout = timeout
-        self.fd = None
-
-    def __enter__(self):
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-        deadline = time.monotonic() + self.timeout
-        while True:
-            try:
-                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return self
-            except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                    raise
-            if time.monotonic() >= deadline:
-                os.close(self.fd)
-                raise HoldfastError("Another backup_sync of %s holds %s; waited %ss." % (
-                    os.path.dirname(self.path), self.path, self.timeout))
-            time.sleep(0.2)
-
-    def __exit__(self, *exc):
-        fcntl.flock(self.fd, fcntl.LOCK_UN)
-        os.close(self.fd)
-        return False
+def sync_lock(dest, timeout):
+    """flock on <dest>/.holdfast-sync.lock: one sync of a store at a time (the store's folder lock, another name)."""
+    return FolderLock(dest, timeout, name='.holdfast-sync.lock', holder='Another backup_sync of %s' % dest)
 
 
 def hash_local(path, want_md5=True):
@@ -243,7 +213,7 @@ def run_sync(params, check_mode=False):
     with Rclone(params['remote'], params.get('rclone_path')) as rclone:
         if check_mode and not os.path.exists(os.path.join(dest, '.holdfast-sync.lock')):
             return _sync(rclone, params, source, verify, check_mode)
-        with DestLock(dest, params.get('lock_timeout', 600)):
+        with sync_lock(dest, params.get('lock_timeout', 600)):
             return _sync(rclone, params, source, verify, check_mode)
 
 
@@ -406,45 +376,15 @@ def scan_remote(rclone, host, volumes=None):
             rclone.fail('Reading %d manifest(s)' % len(manifests), err)
     out = {}
     for folder, names in sorted(folders.items()):
-        complete, orphans, unknown, bad = [], [], [], []
-        claimed = set()
-        for entry in sorted(names):
-            match = NAME_RE.match(entry)
-            if not match:
-                unknown.append(entry)
-                continue
-            if match.group('suffix') != MANIFEST_SUFFIX:
-                continue
-            try:
-                if (names[entry] or 0) > MANIFEST_MAX:
-                    raise ValueError('manifest larger than %d bytes' % MANIFEST_MAX)
-                with open(os.path.join(local, folder, entry), 'rb') as handle:
-                    text = handle.read(MANIFEST_MAX + 1)
-                if len(text) > MANIFEST_MAX:
-                    raise ValueError('manifest larger than %d bytes' % MANIFEST_MAX)
-                manifest = check_manifest_shape(json.loads(text.decode('utf-8')))  # hostile input: types too
-                if manifest.get('format') != FORMAT or not manifest.get(
-                        'archive') or not manifest.get('sha256'):
-                    raise ValueError('not a holdfast manifest')
-                if os.path.basename(manifest['archive']) != manifest['archive'] or manifest_name_for(
-                        manifest['archive']) != entry:
-                    raise ValueError('archive name does not match the manifest name')
-                when = parse_manifest_time(manifest)
-            except (ValueError, OSError, HoldfastError) as exc:
-                bad.append(dict(name=entry, error=str(getattr(exc, 'msg', exc))))
-                continue
-            if manifest['archive'] not in names:
-                bad.append(dict(name=entry, error='archive %s is missing' % manifest['archive']))
-                continue
-            claimed.add(manifest['archive'])
-            complete.append(dict(manifest=manifest, manifest_path='%s/%s' % (folder, entry),
-                                 archive_path='%s/%s' % (folder, manifest['archive']), time=when,
-                                 remote_size=names[manifest['archive']]))
-        for entry in sorted(names):
-            match = NAME_RE.match(entry)
-            if match and match.group('suffix') != MANIFEST_SUFFIX and entry not in claimed:
-                orphans.append(entry)
-        complete.sort(key=lambda b: b['time'], reverse=True)
+        def load(entry, folder=folder, names=names):
+            if (names[entry] or 0) > MANIFEST_MAX:
+                raise ValueError('manifest larger than %d bytes' % MANIFEST_MAX)
+            return read_manifest(os.path.join(local, folder, entry))  # hostile input: size, shape, types
+        found, orphans, unknown, bad = classify_folder(names, load)
+        complete = [dict(manifest=manifest, manifest_path='%s/%s' % (folder, entry),
+                         archive_path='%s/%s' % (folder, manifest['archive']), time=when,
+                         remote_size=names[manifest['archive']])
+                    for entry, manifest, when in found]
         out[folder] = dict(complete=complete, orphans=orphans, temps=[], unknown=unknown, bad_manifests=bad)
     return out
 
@@ -559,11 +499,7 @@ def run_remote_rotation(params, check_mode=False):
             rclone.delete(host, [b['archive_path'] for b in doomed_all], 'Removing archives')
     result['changed'] = bool(result['removed'])
     result['diff'] = diffs
-    warnings = []
-    for item in result['broken']:
-        hint = '' if item['removed'] else ' (kept; remove_broken: true removes it)'
-        warnings.append("broken backup %s: %s%s" % (item['archive'], item['reason'], hint))
-    return result, warnings
+    return result, broken_warnings(result['broken'])
 
 
 def _remote_entry(rclone, host, backup, reasons=None):

@@ -220,8 +220,11 @@ def run_rotation(params, check_mode=False):
                               before='\n'.join(before) + '\n', after='\n'.join(after) + ('\n' if after else '')))
     result['changed'] = bool(result['removed'] or result['cleaned'])
     result['diff'] = diffs
-    warnings = []
-    for item in result['broken']:
-        hint = '' if item['removed'] else ' (kept; remove_broken: true removes it)'
-        warnings.append("broken backup %s: %s%s" % (item['archive'], item['reason'], hint))
-    return result, warnings
+    return result, broken_warnings(result['broken'])
+
+
+def broken_warnings(broken):
+    """One warning per broken backup (local or remote rotation), saying whether it was removed."""
+    return ["broken backup %s: %s%s" % (item['archive'], item['reason'],
+                                        '' if item['removed'] else ' (kept; remove_broken: true removes it)')
+            for item in broken]

@@ -14,11 +14,10 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._archive import (
     MemberChecker,
     archive_name,
     detect_layers,
-    gate_tar_stream,
     manifest_name_for,
     safe_folder_name,
 )
-from ansible_collections.holdfast.volumes.plugins.module_utils._tar_gate import TarFormatError
+from ansible_collections.holdfast.volumes.plugins.module_utils._tar_gate import TarFormatError, gate_stream
 
 
 def build(fmt, long=False):
@@ -69,7 +68,7 @@ def test_gate_reads_like_tarfile_and_re_encodes_the_same_members(fmt, long):
     data = build(fmt, long)
     checker = MemberChecker()
     out = io.BytesIO()
-    total = gate_tar_stream(io.BufferedReader(io.BytesIO(data)), checker, out)
+    total = gate_stream(io.BufferedReader(io.BytesIO(data)), checker, out)
     assert total == len(data)
     # the extractor gets the gate's own headers: the same members, links and data, named ./<path>
     hard = '/'.join(['d%02d' % i for i in range(30)] if long else ['d']) + '/file.txt'
@@ -95,7 +94,7 @@ def test_gnu_tar_sparse_xattrs(tmp_path):
                               capture_output=True, check=True).stdout
         checker = MemberChecker()
         out = io.BytesIO()
-        gate_tar_stream(io.BufferedReader(io.BytesIO(data)), checker, out)
+        gate_stream(io.BufferedReader(io.BytesIO(data)), checker, out)
         assert set(checker.kinds) == {'sparse', 'n' * 200}, (fmt, checker.kinds)
         with tarfile.open(fileobj=io.BytesIO(out.getvalue())) as tar:  # re-encoded as pax sparse 1.0
             sparse = tar.getmember('./sparse')
@@ -115,7 +114,7 @@ def test_gnu_sparse_name_is_what_gets_checked():
         tar.addfile(info, io.BytesIO(b'x'))
     checker = MemberChecker()
     out = io.BytesIO()
-    gate_tar_stream(io.BufferedReader(io.BytesIO(buf.getvalue())), checker, out)
+    gate_stream(io.BufferedReader(io.BytesIO(buf.getvalue())), checker, out)
     assert checker.refused and checker.refused[0]['member'] == '../../etc/evil'
     assert out.getvalue() == b''
 
@@ -125,18 +124,18 @@ def test_truncation_anywhere_is_detected():
     end = len(data.rstrip(b'\0'))
     for cut in list(range(0, end, 512)) + [end + 1, end + 512]:
         with pytest.raises(TarFormatError):
-            gate_tar_stream(io.BufferedReader(io.BytesIO(data[:cut])), MemberChecker(), None)
+            gate_stream(io.BufferedReader(io.BytesIO(data[:cut])), MemberChecker(), None)
 
 
 def test_bad_checksum_and_lone_zero_block():
     data = bytearray(build(tarfile.GNU_FORMAT))
     data[600] ^= 0xFF  # inside the second header
     with pytest.raises(TarFormatError, match='checksum'):
-        gate_tar_stream(io.BufferedReader(io.BytesIO(bytes(data))), MemberChecker(), None)
+        gate_stream(io.BufferedReader(io.BytesIO(bytes(data))), MemberChecker(), None)
     good = build(tarfile.GNU_FORMAT)
     spliced = good[:512] + b'\0' * 512 + good[512:]
     with pytest.raises(TarFormatError, match='lone zero block'):
-        gate_tar_stream(io.BufferedReader(io.BytesIO(spliced)), MemberChecker(), None)
+        gate_stream(io.BufferedReader(io.BytesIO(spliced)), MemberChecker(), None)
 
 
 def test_refused_member_is_never_passed_on():
@@ -150,7 +149,7 @@ def test_refused_member_is_never_passed_on():
         tar.addfile(evil, io.BytesIO(b'evil'))
     checker = MemberChecker()
     out = io.BytesIO()
-    gate_tar_stream(io.BufferedReader(io.BytesIO(buf.getvalue())), checker, out)
+    gate_stream(io.BufferedReader(io.BytesIO(buf.getvalue())), checker, out)
     assert checker.refused and b'evil' not in out.getvalue() and b'eeee' not in out.getvalue()
     assert b'ok' not in out.getvalue()  # nothing more is passed on once a member is refused
 
