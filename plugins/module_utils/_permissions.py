@@ -19,6 +19,7 @@ import re
 import stat
 
 from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
+from ansible_collections.holdfast.volumes.plugins.module_utils._safe_fs import DIR_FLAGS
 
 MAX_ID = 4294967294  # (uid_t)-1 means "unchanged" to the kernel
 SYMBOLIC_RE = re.compile(r'^([ugoa]*)([-+=])([rwxXst]*)$')
@@ -203,9 +204,6 @@ def _fork_walk(walk, shares):
     return outcomes
 
 
-DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, 'O_CLOEXEC', 0)
-
-
 def walk_workers():
     """How many processes walk a tree: the cores this process may run on (its CPU affinity), 1 to 8."""
     try:
@@ -235,24 +233,26 @@ def _raise_fd_limit():
     return new > soft
 
 
-def _open_at(name, flags, dir_fd):
+def _open_at(name, flags, dir_fd, path):
+    """Open relative to a directory descriptor; a name that is gone or became a symlink or non-directory means the
+    tree changed under the walk. A deep tree holds one descriptor per level: EMFILE raises the limit once."""
     try:
+        try:
+            return os.open(name, flags, dir_fd=dir_fd)
+        except OSError as exc:
+            if exc.errno != errno.EMFILE or not _raise_fd_limit():
+                raise
         return os.open(name, flags, dir_fd=dir_fd)
     except OSError as exc:
-        if exc.errno != errno.EMFILE or not _raise_fd_limit():
-            raise
-    return os.open(name, flags, dir_fd=dir_fd)  # a deep tree holds one descriptor per level
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.ENOENT):
+            raise _changed_under_us(path) from exc
+        raise HoldfastError("Cannot open %s: %s" % (path, exc.strerror)) from exc
 
 
 def _open_dir(name, dir_fd, expect, path):
     """Open a directory relative to its parent's descriptor, never through a symlink, and check that it is still
     the directory that was listed (expect: (st_dev, st_ino))."""
-    try:
-        fd = _open_at(name, DIR_FLAGS, dir_fd)
-    except OSError as exc:
-        if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.ENOENT):
-            raise _changed_under_us(path) from exc
-        raise HoldfastError("Cannot open %s: %s" % (path, exc.strerror)) from exc
+    fd = _open_at(name, DIR_FLAGS, dir_fd, path)
     st = os.fstat(fd)
     if expect is not None and (st.st_dev, st.st_ino) != expect:
         os.close(fd)
@@ -267,12 +267,7 @@ def _change_through_fd(name, dir_fd, st, owner, mode, path, skip_hardlinks):
     mode: the new mode or None (also set after a chown, which clears setuid/setgid bits)."""
     flags = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, 'O_CLOEXEC', 0)
     flags |= os.O_DIRECTORY if stat.S_ISDIR(st.st_mode) else (os.O_NONBLOCK | getattr(os, 'O_NOCTTY', 0))
-    try:
-        fd = _open_at(name, flags, dir_fd)
-    except OSError as exc:
-        if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.ENOENT):
-            raise _changed_under_us(path) from exc
-        raise HoldfastError("Cannot open %s: %s" % (path, exc.strerror)) from exc
+    fd = _open_at(name, flags, dir_fd, path)
     try:
         now = os.fstat(fd)
         if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino) or (skip_hardlinks and now.st_nlink > 1
