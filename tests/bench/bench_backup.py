@@ -23,6 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / 'tests' / 'helpers'))
 from ansible_runner import collections_path  # noqa: E402
+from benchlib import drop_caches  # noqa: E402
 
 IMAGE = 'holdfast-test/busybox:1'
 WORDS = ('volume backup restore docker container data owner mode archive verify rotate encrypt host fleet '
@@ -48,15 +49,6 @@ def make_dataset(root):
     for i in range(3):  # 3 x 110 MiB random
         with open(os.path.join(root, 'random', 'blob%d' % i), 'wb') as handle:
             handle.write(os.urandom(110 * 1024 * 1024))
-
-
-def drop_caches():
-    subprocess.run(['sync'], check=True)
-    try:
-        with open('/proc/sys/vm/drop_caches', 'w') as handle:
-            handle.write('3\n')
-    except OSError:
-        pass
 
 
 REPEAT = int(os.environ.get('BENCH_REPEAT', '3'))

@@ -27,19 +27,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / 'tests' / 'helpers'))
 from ansible_runner import collections_path  # noqa: E402
+from benchlib import drop_caches  # noqa: E402
 
 PGBIN = '/usr/lib/postgresql/15/bin'
 REPEAT = int(os.environ.get('BENCH_REPEAT', '5'))
 SCALE = int(os.environ.get('BENCH_SCALE', '20'))
-
-
-def drop_caches():
-    subprocess.run(['sync'], check=True)
-    try:
-        with open('/proc/sys/vm/drop_caches', 'w') as handle:
-            handle.write('3\n')
-    except OSError:
-        pass
 
 
 def median(values):

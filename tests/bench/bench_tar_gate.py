@@ -29,6 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / 'tests' / 'helpers'))
 from ansible_runner import collections_path  # noqa: E402
+from benchlib import drop_caches  # noqa: E402
 
 sys.path.insert(0, str(collections_path()))
 from ansible_collections.holdfast.volumes.plugins.module_utils import _restore  # noqa: E402
@@ -55,15 +56,6 @@ def make_dataset(root):
     with open(os.path.join(root, 'sparse'), 'wb') as handle:
         handle.seek(1 << 30)
         handle.write(b'end')
-
-
-def drop_caches():
-    subprocess.run(['sync'], check=True)
-    try:
-        with open('/proc/sys/vm/drop_caches', 'w') as handle:
-            handle.write('3\n')
-    except OSError:
-        pass
 
 
 def old_gate():

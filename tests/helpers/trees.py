@@ -74,3 +74,15 @@ def snapshot(root):
 
 def disk_usage(path):
     return os.lstat(path).st_blocks * 512
+
+
+def one_file_archive(tmp_path):
+    """A plain tar (no manifest: a foreign archive) of a folder holding one file f: the smallest thing to restore."""
+    import tarfile
+    content = tmp_path / 'content'
+    content.mkdir()
+    (content / 'f').write_text('data\n')
+    archive = tmp_path / 'foreign.tar'
+    with tarfile.open(str(archive), 'w') as tar:
+        tar.add(str(content), arcname='.')
+    return archive

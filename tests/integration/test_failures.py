@@ -8,11 +8,11 @@ import json
 import os
 import socket
 import subprocess
-import tarfile
 import threading
 from contextlib import contextmanager
 
 from ansible_runner import run_playbook as _run_playbook
+from trees import one_file_archive
 
 
 def run_playbook(tasks):
@@ -45,12 +45,7 @@ def failed_cleanly(run, name):
 
 
 def test_read_only_filesystem(tmp_path):
-    content = tmp_path / 'content'
-    content.mkdir()
-    (content / 'f').write_text('data\n')
-    archive = tmp_path / 'foreign.tar'
-    with tarfile.open(str(archive), 'w') as tar:
-        tar.add(str(content), arcname='.')
+    archive = one_file_archive(tmp_path)
     with tmpfs(str(tmp_path / 'ro'), read_only=True) as root:
         run = run_playbook([{'name': 'restore', 'holdfast.volumes.volume_restore': {
             'archive': str(archive), 'path': os.path.join(root, 'target'), 'state_dir': str(tmp_path / 'state')}}])

@@ -4,11 +4,11 @@ and the collection version that manifests carry pinned to galaxy.yml."""
 
 from __future__ import annotations
 
-import tarfile
 from pathlib import Path
 
 import pytest
 import yaml
+from trees import one_file_archive
 
 from ansible_collections.holdfast.volumes.plugins.module_utils import _archive
 from ansible_collections.holdfast.volumes.plugins.module_utils._backup import BACKUP_OPTIONS, run_backup
@@ -63,12 +63,7 @@ def test_zero_timeouts_stay_allowed(tmp_path):
 
 
 def test_restore_returns_duration_seconds(tmp_path):
-    content = tmp_path / 'content'
-    content.mkdir()
-    (content / 'f').write_text('data\n')
-    archive = tmp_path / 'foreign.tar'
-    with tarfile.open(str(archive), 'w') as tar:
-        tar.add(str(content), arcname='.')
+    archive = one_file_archive(tmp_path)
     for check_mode in (True, False):
         result, _warnings = run_restore(restore_params(tmp_path, archive=str(archive), path=str(tmp_path / 'target')),
                                         check_mode=check_mode)
