@@ -395,4 +395,3 @@ def tree_fingerprint(root):
 
 def posix_join(*parts):
     return posixpath.join(*parts)
-

@@ -5,6 +5,7 @@ each started by a fixture on a free port. Faults: a server killed mid-upload, wr
 from __future__ import annotations
 
 import datetime as dt
+import glob
 import hashlib
 import json
 import os
@@ -314,8 +315,7 @@ def test_remote_info_restore_and_a_copy_corrupted_on_the_server(docker_client, p
 
 
 def kill_when_running(server, command, nth=1, delay=0.3, timeout=120):
-    """Kill the server `delay` seconds after the nth `rclone <command>` process appeared (for a restore, cat number 2
-    is the stream being extracted: number 1 reads only the archive's first bytes, to see its layers)."""
+    """Kill the server `delay` seconds after the nth `rclone <command>` process appeared."""
     deadline = time.monotonic() + timeout
     seen = []
     while time.monotonic() < deadline:
@@ -334,6 +334,23 @@ def kill_when_running(server, command, nth=1, delay=0.3, timeout=120):
         time.sleep(0.01)
 
 
+def kill_when_staged(server, parent, least=4 * 1024 * 1024, timeout=120):
+    """Kill the server once the restore's staging directory under `parent` holds `least` bytes: midway by what
+    arrived, not by a delay (on an idle machine 96 MiB arrive within any fixed delay)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for stage in glob.glob(os.path.join(parent, '.holdfast-restore-*')):
+            try:
+                staged = sum(os.lstat(os.path.join(root, name)).st_size
+                             for root, _dirs, names in os.walk(stage) for name in names)
+            except OSError:
+                continue
+            if staged >= least:
+                server.kill()
+                return
+        time.sleep(0.005)
+
+
 def test_remote_restore_cut_off_midway_leaves_target_untouched(docker_client, prefix, rclone_s3, tmp_path):
     vol = prefix + '_big'
     docker_client.create_volume(vol)
@@ -349,7 +366,7 @@ def test_remote_restore_cut_off_midway_leaves_target_untouched(docker_client, pr
     time.sleep(1.2)  # the server's directory cache
     Path(src_dir, 'blob').write_bytes(b'changed since the backup')
     before = tree_state(src_dir)
-    killer = threading.Thread(target=kill_when_running, args=(rclone_s3, 'cat', 2))
+    killer = threading.Thread(target=kill_when_staged, args=(rclone_s3, os.path.dirname(src_dir)))
     killer.start()
     run = run_playbook([restore(remote=rclone_s3.remote(bucket), host='web1', volume=vol, replace=True)])
     killer.join()
