@@ -89,14 +89,29 @@ def remove_helper_image(client):
     pytest.fail('the helper image %s could not be removed before the check' % HELPER_IMAGE)
 
 
-def engine_events(client, since, until, volumes):
-    """Events of the Engine that show an action: a helper image built (or tagged, removed), a container started
-    with one of our volumes, one of our volumes created, mounted or removed."""
-    seen = []
-    for event in client.events(since=since, until=until, decode=True):
+def event_marker(client, name):
+    """Leave a mark in the Engine's event stream (a volume created and removed at once). The stream is ordered,
+    so the marks bound the window exactly; timestamps would not (a fresh machine's clock may still be stepped by
+    time sync while the scene is built, and events of the scene then fall inside a window of seconds)."""
+    client.create_volume(name)
+    client.remove_volume(name)
+
+
+def engine_events(client, since, volumes, start, end):
+    """Events of the Engine between the marks `start` and `end` that show an action: a helper image built (or
+    tagged, removed), a container started with one of our volumes, one of our volumes created, mounted or
+    removed."""
+    seen, inside, marks = [], False, []
+    for event in client.events(since=since, until=int(time.time()) + 1, decode=True):
         kind, action = event.get('Type'), event.get('Action') or ''
         actor = event.get('Actor') or {}
         attrs = actor.get('Attributes') or {}
+        if kind == 'volume' and action == 'create' and actor.get('ID') in (start, end):
+            inside = actor.get('ID') == start
+            marks.append(actor.get('ID'))
+            continue
+        if not inside:
+            continue
         if kind == 'image' and ('holdfast/volume-helper' in (attrs.get('name') or '') or
                                 'holdfast/volume-helper' in (actor.get('ID') or '')):
             seen.append((kind, action, attrs.get('name') or actor.get('ID')))
@@ -104,6 +119,9 @@ def engine_events(client, since, until, volumes):
             seen.append((kind, action, actor.get('ID')))
         elif kind == 'container' and (attrs.get('name') or '').startswith(tuple(volumes)):
             seen.append((kind, action, attrs.get('name')))
+    # both marks seen, in order: the window really covered the check runs (not lost to a clock step or to the
+    # Engine's bounded event buffer)
+    assert marks == [start, end], marks
     return seen
 
 
@@ -208,14 +226,16 @@ def test_check_mode_changes_nothing(docker_client, prefix, scene, tmp_path):
 
     remove_helper_image(client)
     before = host_state(client, prefix, roots, files)
-    since = int(time.time()) - 1
+    since = int(time.time()) - 120
+    event_marker(client, prefix + '_mark_start')
     modules = run_playbook([dict(task, environment=env) for task in every_module(scene, prefix)], check=True,
                            diff=True, env=env)
     playbooks = {}
     for name in ('site', 'backup', 'restore'):
         playbooks[name] = run_named_playbook('holdfast.volumes.%s' % name, extra, check=True)
     after = host_state(client, prefix, roots, files)
-    events = engine_events(client, since, int(time.time()) + 1, set(v.values()))
+    event_marker(client, prefix + '_mark_end')
+    events = engine_events(client, since, set(v.values()), prefix + '_mark_start', prefix + '_mark_end')
 
     # nothing changed
     for key in before:
