@@ -122,7 +122,7 @@ def validate_model(entries):
 
     from ansible_collections.holdfast.volumes.plugins.module_utils._permissions import ModeSpec
     from ansible_collections.holdfast.volumes.plugins.module_utils._retention import validate_policy
-    from ansible_collections.holdfast.volumes.plugins.module_utils._volume_model import VOLUME_NAME_RE
+    from ansible_collections.holdfast.volumes.plugins.module_utils._volume_plan import VOLUME_NAME_RE
 
     if entries is None:
         entries = []

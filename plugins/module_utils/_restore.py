@@ -86,7 +86,7 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._volume_access im
     dir_is_empty,
     host_data_path,
 )
-from ansible_collections.holdfast.volumes.plugins.module_utils._volume_model import restore_labels
+from ansible_collections.holdfast.volumes.plugins.module_utils._volume_plan import restore_labels
 
 DEFAULT_STATE_DIR = '/var/lib/holdfast-volumes/restored'
 TAR_EXTRACT = ['tar', '--extract', '--file=-', '--numeric-owner', '--same-owner', '--same-permissions',

@@ -90,7 +90,7 @@ def run_jobs(jobs, backup, rotate, backup_spec, rotation_spec, emit):
             line.update(ok=False, msg=exc.msg)
         except Exception as exc:  # a job must not stop the next one; the message says what broke
             failed += 1
-            from ansible_collections.holdfast.volumes.plugins.module_utils._module_runner import describe
+            from ansible_collections.holdfast.volumes.plugins.module_utils._module_main import describe
             line.update(ok=False, msg=describe(exc))
         line['seconds'] = round(time.time() - started, 3)
         emit(line)

@@ -23,7 +23,7 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._docker_common im
 )
 from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
 from ansible_collections.holdfast.volumes.plugins.module_utils._volume_access import HELPER_IMAGE, VolumeAccess
-from ansible_collections.holdfast.volumes.plugins.module_utils._volume_model import (
+from ansible_collections.holdfast.volumes.plugins.module_utils._volume_plan import (
     diff_entry,
     plan,
     validate_selector,

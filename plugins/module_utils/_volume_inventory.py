@@ -18,7 +18,7 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._docker_common im
 )
 from ansible_collections.holdfast.volumes.plugins.module_utils._luks import at_rest, read_mounts
 from ansible_collections.holdfast.volumes.plugins.module_utils._volume_access import host_data_path
-from ansible_collections.holdfast.volumes.plugins.module_utils._volume_model import matches_selector, validate_selector
+from ansible_collections.holdfast.volumes.plugins.module_utils._volume_plan import matches_selector, validate_selector
 
 
 def filter_volumes(volumes, names=None, labels=None, driver=None, dangling=None, usage_map=None):

@@ -229,7 +229,7 @@ rclone_runs:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.holdfast.volumes.plugins.module_utils._module_runner import execute
+from ansible_collections.holdfast.volumes.plugins.module_utils._module_main import execute
 from ansible_collections.holdfast.volumes.plugins.module_utils._offsite import SYNC_OPTIONS, run_sync
 
 

@@ -312,7 +312,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.holdfast.volumes.plugins.module_utils._backup import BACKUP_OPTIONS, run_backup
 from ansible_collections.holdfast.volumes.plugins.module_utils._docker_common import docker_argument_spec
-from ansible_collections.holdfast.volumes.plugins.module_utils._module_runner import execute
+from ansible_collections.holdfast.volumes.plugins.module_utils._module_main import execute
 
 
 def main():

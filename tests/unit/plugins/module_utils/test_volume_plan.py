@@ -12,7 +12,7 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._errors import Ho
 from ansible_collections.holdfast.volumes.plugins.module_utils._volume_access import host_data_path
 from ansible_collections.holdfast.volumes.plugins.module_utils._volume_converge import guard_destructive
 from ansible_collections.holdfast.volumes.plugins.module_utils._volume_inventory import filter_volumes
-from ansible_collections.holdfast.volumes.plugins.module_utils._volume_model import (
+from ansible_collections.holdfast.volumes.plugins.module_utils._volume_plan import (
     describe_differences,
     diff_entry,
     matches_selector,
@@ -179,7 +179,7 @@ class TestAccessAndConnection:
 
 
 def test_restore_labels():
-    from ansible_collections.holdfast.volumes.plugins.module_utils._volume_model import (
+    from ansible_collections.holdfast.volumes.plugins.module_utils._volume_plan import (
         RESTORED_FROM_LABEL,
         restore_labels,
     )

@@ -13,7 +13,7 @@ import pytest
 import requests.exceptions
 
 from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
-from ansible_collections.holdfast.volumes.plugins.module_utils._module_runner import describe, execute
+from ansible_collections.holdfast.volumes.plugins.module_utils._module_main import describe, execute
 
 
 class Exited(Exception):
