@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build (or reuse from the cache) the VM test image: Debian 12 with sshd, Docker, cryptsetup, systemd, Python and
-# the Docker SDK, Debian's kernel, and a busybox initramfs. Everything comes from Debian packages.
+# the Docker SDK, rclone (Debian's 1.60, the offsite copies' minimum), Debian's kernel, and a busybox initramfs.
+# Everything comes from Debian packages.
 # Prints the image directory: vmlinuz, initrd.img, disk.img (raw, sparse), id_ed25519 (root's SSH key).
 # The cache key is the recipe (this script, the two init scripts) and the kernel package.
 set -euo pipefail
@@ -40,9 +41,12 @@ cp "$WORK/kernel/boot/vmlinuz-$KVER" "$OUT/vmlinuz"
 log "root filesystem (debootstrap)"
 PKGS=python3,python3-docker,openssh-server,cryptsetup,cryptsetup-bin,dmsetup,e2fsprogs,xfsprogs,kmod,iproute2
 PKGS=$PKGS,util-linux,mount,procps,docker.io,zstd,tar,busybox-static,systemd,systemd-sysv,udev,ca-certificates,iptables,psmisc
+# rclone: the fleet scenario syncs every guest's backups to one guest's sshd (SFTP) and restores from there
+PKGS=$PKGS,rclone
 debootstrap --variant=minbase --include="$PKGS" bookworm "$WORK/rootfs" "$MIRROR" >"$WORK/debootstrap.log" 2>&1 \
   || { tail -30 "$WORK/debootstrap.log" >&2; exit 1; }
 R="$WORK/rootfs"
+chroot "$R" rclone version | head -1 >&2
 mkdir -p "$R/lib/modules"
 cp -a "$WORK/kernel/lib/modules/$KVER" "$R/lib/modules/"
 chroot "$R" depmod "$KVER"
