@@ -24,7 +24,7 @@ def test_every_role_validates_the_same_model(role):
     assert option['options'] == role_option('')['options'], "run python3 scripts/model-spec.py"
     assert option['type'] == 'list' and option['elements'] == 'dict'
     tasks = yaml.safe_load((ROOT / 'roles' / role / 'tasks' / 'main.yml').read_text())
-    assert "volume_model('check')" in tasks[0]['ansible.builtin.assert']['that'] and tasks[0]['tags'] == ['always']
+    assert "volume_model('check'" in tasks[0]['ansible.builtin.assert']['that'] and tasks[0]['tags'] == ['always']
 
 
 def test_the_whole_model_is_accepted():
