@@ -1,11 +1,22 @@
 # -*- coding: utf-8 -*-
 """Verify the fleet scenario with testinfra, on every VM host: the encrypted and the plain volume after the
-backup, the disaster and the restore, byte for byte; the backups restorable with plain tar; the report."""
+backup, the disaster and the restore (vm2's from the backup server), byte for byte; the backups, local and on the
+backup server, verified and restorable with plain tar; the report."""
 
 import json
 import os
 
-REPORT = os.path.join(os.environ['MOLECULE_EPHEMERAL_DIRECTORY'], 'report')
+import testinfra
+
+EPHEMERAL = os.environ['MOLECULE_EPHEMERAL_DIRECTORY']
+REPORT = os.path.join(EPHEMERAL, 'report')
+SERVER, OFFSITE = 'vm1', '/srv/holdfast-offsite'  # group_vars: holdfast_fleet_backup_server, the remote's path
+LOST = 'vm2'  # lost its local backups too; restored from the backup server
+
+
+def server_of(host):
+    return testinfra.get_host('ansible://' + SERVER, ansible_inventory=host.backend.ansible_inventory,
+                              force_ansible=host.backend.force_ansible)
 
 
 def test_restored_byte_for_byte(host):
@@ -40,7 +51,7 @@ def test_plain_volume_recreated_with_labels_and_seed(host):
 
 
 def test_replacement_host_took_over_vm2s_files(host):
-    """vm3 restored vm2's file volume from vm2's backup files under a new name; vm1 and vm2 have no such volume."""
+    """vm3 restored vm2's file volume from the backup server under a new name; vm1 and vm2 have no such volume."""
     found = host.run('docker volume inspect fleet_files_from_vm2')
     if host.backend.get_hostname() != 'vm3':
         assert found.rc != 0
@@ -53,6 +64,9 @@ def test_replacement_host_took_over_vm2s_files(host):
 
 
 def test_backups_restorable_with_plain_tar(host):
+    if host.backend.get_hostname() == LOST:
+        assert not host.file('/srv/holdfast-backups').exists
+        return
     for volume in ('fleet_db', 'fleet_files'):
         archives = host.check_output('ls /srv/holdfast-backups/%s/*.tar.zst' % volume).split()
         assert len(archives) == 1
@@ -61,6 +75,32 @@ def test_backups_restorable_with_plain_tar(host):
         # one line per member, plus the volume's root directory "./"
         assert len([line for line in listing.splitlines() if line.strip()]) == manifest['file_count'] + 1
     assert 'base/16384/2619' in host.check_output('tar --zstd -tf /srv/holdfast-backups/fleet_db/*.tar.zst')
+
+
+def test_offsite_copies_verified_on_the_backup_server(host):
+    """backup_sync verified each copy by the md5 the server computed (rclone runs md5sum through the backup user's
+    shell); here the server's files are checked again, independently: sha256 against the manifest (and against the
+    host's own archive where it still has one), and a listing with plain tar."""
+    name = host.backend.get_hostname()
+    with open(os.path.join(EPHEMERAL, 'offsite-%s.json' % name)) as handle:
+        copied = json.load(handle)
+    assert sorted(c['volume'] for c in copied) == ['fleet_db', 'fleet_files']
+    assert all(c['verified_by'] == 'remote md5' for c in copied), copied
+    server = server_of(host)
+    for entry in copied:
+        folder = '%s/%s/%s' % (OFFSITE, name, entry['volume'])
+        assert sorted(server.check_output('ls %s' % folder).split()) == sorted(
+            [entry['archive'], entry['archive'][:-len('.tar.zst')] + '.manifest.json'])
+        archive = '%s/%s' % (folder, entry['archive'])
+        manifest = json.loads(server.file(archive[:-len('.tar.zst')] + '.manifest.json').content_string)
+        on_server = server.check_output('sha256sum %s' % archive).split()[0]
+        assert on_server == manifest['sha256'] == entry['sha256']
+        assert server.file(archive).user == 'holdfast-offsite'
+        if name != LOST:
+            assert host.check_output('sha256sum /srv/holdfast-backups/%s/%s' % (entry['volume'], entry['archive'])
+                                     ).split()[0] == on_server
+        listing = server.check_output('tar --zstd -tf %s' % archive)
+        assert len([line for line in listing.splitlines() if line.strip()]) == manifest['file_count'] + 1
 
 
 def test_report_covers_this_host(host):
@@ -78,6 +118,9 @@ def test_report_covers_this_host(host):
     files = [v for v in mine['volumes'] if v['Name'] == 'fleet_files'][0]
     assert files['at_rest']['encrypted'] is False
     backed = dict((b['volume'], b) for b in mine['backups'])
-    assert backed['fleet_db']['count'] == 1 and backed['fleet_db']['newest']['verified']
+    if host.backend.get_hostname() == LOST:  # its local store is gone: the copies are on the backup server only
+        assert backed == {}
+    else:
+        assert backed['fleet_db']['count'] == 1 and backed['fleet_db']['newest']['verified']
     html = open(os.path.join(REPORT, 'holdfast-report.html')).read()
     assert host.backend.get_hostname() in html and 'fleet_db' in html
