@@ -1,0 +1,122 @@
+# -*- coding: utf-8 -*-
+"""The backup role's offsite copies (issue #14, phase 3): backup.offsite per volume and the host-wide default
+holdfast_backup_offsite, synced after the backups to real servers on 127.0.0.1 (`rclone serve s3`, and OpenSSH's
+sshd for SFTP) and rotated there with the offsite retention; check mode predicts, a second run changes nothing,
+and no secret reaches -vvv output, the recorded results or the process list."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+
+import pytest
+from ansible_runner import run_playbook
+from offsite_servers import RcloneS3, SFTPServer
+from test_offsite import _sample_processes
+
+ROLE = [{'name': 'backup role', 'ansible.builtin.include_role': {'name': 'holdfast.volumes.backup'}}]
+SYNC = 'holdfast.volumes.backup : Copy the backups offsite, verified (one backup_sync per remote and destination)'
+OFFSITE_ROTATION = 'holdfast.volumes.backup : Apply the retention policy (offsite)'
+
+
+@pytest.fixture
+def servers(tmp_path):
+    s3 = RcloneS3(tmp_path / 'rclone-s3').start()
+    sftp = SFTPServer(tmp_path / 'sftp').start()
+    yield s3, sftp
+    s3.stop()
+    sftp.stop()
+
+
+def changed(run):
+    return [r['task'].split(' : ', 1)[-1] for r in run.records if r['status'] == 'ok' and (
+        r['result'].get('changed') or any(i.get('changed') for i in r['result'].get('results', [])))]
+
+
+def remote_archives(root):
+    """{volume folder: sorted archive names that have their manifest} under a store root on the server's disk."""
+    out = {}
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
+        names = set(os.listdir(folder))
+        out[folder.name] = sorted(n for n in names if n.endswith('.tar.zst')
+                                  and n[:-len('.tar.zst')] + '.manifest.json' in names)
+    return out
+
+
+def test_role_syncs_and_rotates_offsite_without_leaking_secrets(docker_client, prefix, tmp_path, servers):
+    s3, sftp = servers
+    dest = tmp_path / 'backups'
+    dest.mkdir()
+    bucket = s3.bucket('holdfast-roles')
+    (sftp.root / 'store').mkdir()
+    a, b, c = prefix + '_a', prefix + '_b', prefix + '_c'
+    for name in (a, b, c):
+        docker_client.create_volume(name)
+        with open(os.path.join(docker_client.inspect_volume(name)['Mountpoint'], 'data'), 'wb') as handle:
+            handle.write(os.urandom(200000))
+    model = [
+        # the host-wide default (S3, keep_last 2 there), the local store keeps 1
+        {'name': a, 'backup': {'dest': str(dest), 'retention': {'keep_last': 1}}},
+        # its own remote (SFTP); the default's retention (keep_last 2) applies there
+        {'name': b, 'backup': {'dest': str(dest), 'retention': {'keep_last': 2},
+                               'offsite': {'remote': sftp.remote('store')}}},
+        # opts out of the default
+        {'name': c, 'backup': {'dest': str(dest), 'offsite': {'enabled': False}}},
+    ]
+    base = {'holdfast_volumes': model, 'holdfast_backup_host': 'web1',
+            'holdfast_backup_offsite': {'remote': s3.remote(bucket + '/fleet'), 'retention': {'keep_last': 2}}}
+    secrets = [s3.secret, s3.key_id, sftp.userkey.read_text().split('\n')[1]]
+
+    offsite_only = dict(base, holdfast_backup_now=False, holdfast_backup_offsite_sync=True)  # copy what is there
+    first = run_playbook(ROLE, play_vars=dict(base, holdfast_backup_offsite_sync=False))
+    assert first.rc == 0, first.stdout
+    assert SYNC not in [r['task'] for r in first.records if r['status'] != 'skipped']
+
+    # check mode predicts the copies of a and b (not c), and copies nothing
+    dry = run_playbook(ROLE, play_vars=offsite_only, check=True)
+    assert dry.rc == 0, dry.stdout
+    predicted = dry.task(SYNC)['results']
+    assert [(r['item']['label'], r['item']['volumes'], len(r['copied'])) for r in predicted] == [
+        ('s3:%s/fleet' % bucket, [a], 1), ('sftp:%s' % (sftp.root / 'store'), [b], 1)]
+    assert all(r['changed'] for r in predicted)
+    assert not (s3.root / bucket / 'fleet').exists() and os.listdir(sftp.root / 'store') == []
+
+    # the real run, at -vvv, with the process list sampled: the copies arrive verified, nothing secret shows
+    stop, seen = threading.Event(), dict(leaks=[], rclone_copy=0, rclone_env_has_secret=False, private_dirs=set())
+    sampler = threading.Thread(target=_sample_processes, args=([s.encode() for s in secrets], stop, seen))
+    sampler.start()
+    try:
+        real = run_playbook(ROLE, play_vars=offsite_only, verbosity=3, diff=True)
+    finally:
+        stop.set()
+        sampler.join()
+    assert real.rc == 0, real.stdout[-3000:]
+    synced = real.task(SYNC)['results']
+    assert [[(c['volume'], c['verified_by']) for c in r['copied']] for r in synced] == [
+        [(a, 'remote md5')], [(b, 'remote md5')]]
+    assert [r['host'] for r in synced] == ['web1', 'web1']
+    # the S3 server's own command line holds its key (the test's server, not the managed host's tools)
+    leaks = [leak for leak in seen['leaks'] if leak[1] != str(s3.proc.pid)]
+    assert leaks == [] and seen['rclone_copy'] > 0, (leaks, seen['rclone_copy'])
+    for secret in secrets:
+        assert secret not in real.stdout + real.stderr, 'a secret in the -vvv output'
+        assert secret not in json.dumps(real.records), 'a secret in the recorded results'
+    assert remote_archives(s3.root / bucket / 'fleet' / 'web1').keys() == {a}
+    assert remote_archives(sftp.root / 'store' / 'web1').keys() == {b}
+
+    # a second run copies and rotates nothing
+    again = run_playbook(ROLE, play_vars=offsite_only)
+    assert again.rc == 0 and changed(again) == [], changed(again)
+    assert [r['rclone_runs'] for r in again.task(SYNC)['results']] == [['lsjson'], ['lsjson']]
+
+    # two more backups: a keeps 1 locally and 2 on S3 (the offsite retention), b 2 on both sides
+    for _run in range(2):
+        run = run_playbook(ROLE, play_vars=base)
+        assert run.rc == 0, run.stdout
+    rotated = run.task(OFFSITE_ROTATION)['results']
+    assert [(r['item']['volume'], len(r['kept']), len(r['removed'])) for r in rotated] == [(a, 2, 1), (b, 2, 1)]
+    assert len(remote_archives(s3.root / bucket / 'fleet' / 'web1')[a]) == 2
+    assert len(remote_archives(sftp.root / 'store' / 'web1')[b]) == 2
+    assert [len([n for n in os.listdir(dest / v) if n.endswith('.tar.zst')]) for v in (a, b, c)] == [1, 2, 3]
+    assert not (s3.root / bucket / 'fleet' / 'web1' / c).exists() and not (sftp.root / 'store' / 'web1' / c).exists()
