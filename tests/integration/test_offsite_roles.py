@@ -12,7 +12,7 @@ import subprocess
 import threading
 
 import pytest
-from ansible_runner import run_playbook
+from ansible_runner import run_named_playbook, run_playbook
 from offsite_servers import RcloneS3, SFTPServer
 from test_offsite import _sample_processes
 
@@ -121,6 +121,24 @@ def test_role_syncs_and_rotates_offsite_without_leaking_secrets(docker_client, p
     assert len(remote_archives(sftp.root / 'store' / 'web1')[b]) == 2
     assert [len([n for n in os.listdir(dest / v) if n.endswith('.tar.zst')]) for v in (a, b, c)] == [1, 2, 3]
     assert not (s3.root / bucket / 'fleet' / 'web1' / c).exists() and not (sftp.root / 'store' / 'web1' / c).exists()
+
+    # the report: per volume with an offsite copy, the newest one on its remote, its age, and that it checks out
+    report_dir = tmp_path / 'report'
+    report = run_named_playbook('holdfast.volumes.report', dict(base, holdfast_report_dir=str(report_dir),
+                                                                holdfast_report_verify='sha256'))
+    assert report.rc == 0, report.stdout[-3000:]
+    host = json.loads((report_dir / 'holdfast-report.json').read_text())['hosts'][0]
+    offsite = dict((o['volume'], o) for o in host['offsite'])
+    assert sorted(offsite) == [a, b] and host['offsite_problems'] == []
+    for volume, label in ((a, 's3:%s/fleet' % bucket), (b, 'sftp:%s' % (sftp.root / 'store'))):
+        newest = offsite[volume]['newest']
+        assert (offsite[volume]['remote'], offsite[volume]['host'], offsite[volume]['count']) == (label, 'web1', 2)
+        assert newest['verified'] and newest['verify'] == 'sha256' and 0 <= newest['age_seconds'] < 3600
+        assert newest['archive'].endswith(sorted(os.listdir(dest / volume))[-1].replace('.manifest.json', '.tar.zst'))
+    html = (report_dir / 'holdfast-report.html').read_text()
+    assert '<th>offsite copy of</th>' in html and html.count('yes (sha256)') >= 2
+    for secret in secrets:
+        assert secret not in report.stdout + html + (report_dir / 'holdfast-report.json').read_text()
 
 
 NEVER = '0 0 31 2 *'  # 31 February: cron never fires it by itself; the test runs its command
