@@ -20,10 +20,10 @@ description:
     V(permissions) return the entries that have those settings.
   - V(backup_jobs) returns, for each entry with C(backup), the parameters of M(holdfast.volumes.volume_backup)
     (key C(backup)) and of M(holdfast.volumes.backup_rotation) (key C(rotation), V(null) without C(retention)).
-    The backup role runs these jobs, and writes them for its scheduled runner. Each job also has C(offsite):
+    The backup role runs these jobs, and writes them for its scheduled runner. Each job also has C(offsite),
     V(null), or the volume's offsite copy without its secrets (C(remote_id), the index of its remote in
     V(offsite_remotes); C(host); C(retention), V(null) when the remote keeps every copy).
-  - V(offsite_remotes) returns the distinct remotes (with their options, secrets included: never loop over them in
+  - V(offsite_remotes) returns the distinct remotes (with their options, secrets included; never loop over them in
     a task that is not C(no_log)). V(offsite_syncs) returns one M(holdfast.volumes.backup_sync) per distinct remote
     and destination (C(dest), C(volumes), C(host), C(remote_id), C(label); no secrets), V(offsite_rotations) one
     M(holdfast.volumes.backup_rotation) per volume with an offsite retention (C(volume), C(host), C(remote_id),
