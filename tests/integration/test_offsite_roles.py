@@ -57,16 +57,16 @@ def test_role_syncs_and_rotates_offsite_without_leaking_secrets(docker_client, p
         with open(os.path.join(docker_client.inspect_volume(name)['Mountpoint'], 'data'), 'wb') as handle:
             handle.write(os.urandom(200000))
     model = [
-        # the host-wide default (S3, keep_last 2 there), the local store keeps 1
+        # the host-wide default (S3, keep_last 1 there as here)
         {'name': a, 'backup': {'dest': str(dest), 'retention': {'keep_last': 1}}},
-        # its own remote (SFTP); the default's retention (keep_last 2) applies there
+        # its own remote (SFTP) and offsite retention (keep_last 3), 2 here
         {'name': b, 'backup': {'dest': str(dest), 'retention': {'keep_last': 2},
-                               'offsite': {'remote': sftp.remote('store')}}},
+                               'offsite': {'remote': sftp.remote('store'), 'retention': {'keep_last': 3}}}},
         # opts out of the default
         {'name': c, 'backup': {'dest': str(dest), 'offsite': {'enabled': False}}},
     ]
     base = {'holdfast_volumes': model, 'holdfast_backup_host': 'web1',
-            'holdfast_backup_offsite': {'remote': s3.remote(bucket + '/fleet'), 'retention': {'keep_last': 2}}}
+            'holdfast_backup_offsite': {'remote': s3.remote(bucket + '/fleet'), 'retention': {'keep_last': 1}}}
     secrets = [s3.secret, s3.key_id, sftp.userkey.read_text().split('\n')[1]]
 
     offsite_only = dict(base, holdfast_backup_now=False, holdfast_backup_offsite_sync=True)  # copy what is there
@@ -111,15 +111,16 @@ def test_role_syncs_and_rotates_offsite_without_leaking_secrets(docker_client, p
     assert again.rc == 0 and changed(again) == [], changed(again)
     assert [r['rclone_runs'] for r in again.task(SYNC)['results']] == [['lsjson'], ['lsjson']]
 
-    # two more backups: a keeps 1 locally and 2 on S3 (the offsite retention), b 2 on both sides
-    for _run in range(2):
-        run = run_playbook(ROLE, play_vars=base)
-        assert run.rc == 0, run.stdout
+    # one more backup, copied, and each remote rotated with its volume's offsite retention
+    run = run_playbook(ROLE, play_vars=base)
+    assert run.rc == 0, run.stdout
+    assert [[c['volume'] for c in r['copied']] for r in run.task(SYNC)['results']] == [[a], [b]]
     rotated = run.task(OFFSITE_ROTATION)['results']
-    assert [(r['item']['volume'], len(r['kept']), len(r['removed'])) for r in rotated] == [(a, 2, 1), (b, 2, 1)]
-    assert len(remote_archives(s3.root / bucket / 'fleet' / 'web1')[a]) == 2
+    assert [(r['item']['volume'], len(r['kept']), len(r['removed'])) for r in rotated] == [(a, 1, 1), (b, 2, 0)]
+    assert [r['changed'] for r in rotated] == [True, False]
+    assert len(remote_archives(s3.root / bucket / 'fleet' / 'web1')[a]) == 1
     assert len(remote_archives(sftp.root / 'store' / 'web1')[b]) == 2
-    assert [len([n for n in os.listdir(dest / v) if n.endswith('.tar.zst')]) for v in (a, b, c)] == [1, 2, 3]
+    assert [len([n for n in os.listdir(dest / v) if n.endswith('.tar.zst')]) for v in (a, b, c)] == [1, 2, 2]
     assert not (s3.root / bucket / 'fleet' / 'web1' / c).exists() and not (sftp.root / 'store' / 'web1' / c).exists()
 
     # the report: per volume with an offsite copy, the newest one on its remote, its age, and that it checks out
@@ -130,9 +131,10 @@ def test_role_syncs_and_rotates_offsite_without_leaking_secrets(docker_client, p
     host = json.loads((report_dir / 'holdfast-report.json').read_text())['hosts'][0]
     offsite = dict((o['volume'], o) for o in host['offsite'])
     assert sorted(offsite) == [a, b] and host['offsite_problems'] == []
+    assert (offsite[a]['count'], offsite[b]['count']) == (1, 2)
     for volume, label in ((a, 's3:%s/fleet' % bucket), (b, 'sftp:%s' % (sftp.root / 'store'))):
         newest = offsite[volume]['newest']
-        assert (offsite[volume]['remote'], offsite[volume]['host'], offsite[volume]['count']) == (label, 'web1', 2)
+        assert (offsite[volume]['remote'], offsite[volume]['host']) == (label, 'web1')
         assert newest['verified'] and newest['verify'] == 'sha256' and 0 <= newest['age_seconds'] < 3600
         assert newest['archive'].endswith(sorted(os.listdir(dest / volume))[-1].replace('.manifest.json', '.tar.zst'))
     html = (report_dir / 'holdfast-report.html').read_text()
