@@ -17,52 +17,15 @@ description:
     to any list, for example an S3 object listing or the snapshots of another system.
   - Each item is a mapping with a C(time) key (an ISO 8601 string, an epoch number or a datetime; a string without
     offset is taken as UTC). Other keys are kept as they are.
+  - The policy options speak of backups; here each item of the list counts as one backup.
+extends_documentation_fragment:
+  - holdfast.volumes.retention
 options:
   _input:
     description: The items.
     type: list
     elements: dict
     required: true
-  keep_last:
-    description: Keep the newest N items (-1 for all).
-    type: int
-  keep_hourly:
-    description: For the last N hours that have items, keep the newest item of each (-1 for every hour).
-    type: int
-  keep_daily:
-    description: For the last N days that have items, keep the newest item of each.
-    type: int
-  keep_weekly:
-    description: For the last N ISO weeks (Monday first) that have items, keep the newest item of each.
-    type: int
-  keep_monthly:
-    description: For the last N months that have items, keep the newest item of each.
-    type: int
-  keep_yearly:
-    description: For the last N years that have items, keep the newest item of each.
-    type: int
-  keep_within:
-    description: Keep every item strictly newer than the newest (non-future) item minus this duration,
-      e.g. V(36h), V(7d), V(2w), V(6m), V(1y6m).
-    type: str
-  keep_within_hourly:
-    description: Within this duration, keep the newest item of each hour.
-    type: str
-  keep_within_daily:
-    description: Within this duration, keep the newest item of each day.
-    type: str
-  keep_within_weekly:
-    description: Within this duration, keep the newest item of each week.
-    type: str
-  keep_within_monthly:
-    description: Within this duration, keep the newest item of each month.
-    type: str
-  keep_within_yearly:
-    description: Within this duration, keep the newest item of each year.
-    type: str
-  timezone:
-    description: IANA time zone in which hours, days, weeks, months and years are counted. Default UTC.
-    type: str
   time_key:
     description: Name of the key holding each item's time.
     type: str

@@ -20,10 +20,10 @@ description:
     V(permissions) return the entries that have those settings.
   - V(backup_jobs) returns, for each entry with C(backup), the parameters of M(holdfast.volumes.volume_backup)
     (key C(backup)) and of M(holdfast.volumes.backup_rotation) (key C(rotation), V(null) without C(retention)).
-    The backup role runs these jobs, and writes them for its scheduled runner. Each job also has C(offsite):
+    The backup role runs these jobs, and writes them for its scheduled runner. Each job also has C(offsite),
     V(null), or the volume's offsite copy without its secrets (C(remote_id), the index of its remote in
     V(offsite_remotes); C(host); C(retention), V(null) when the remote keeps every copy).
-  - V(offsite_remotes) returns the distinct remotes (with their options, secrets included: never loop over them in
+  - V(offsite_remotes) returns the distinct remotes (with their options, secrets included; never loop over them in
     a task that is not C(no_log)). V(offsite_syncs) returns one M(holdfast.volumes.backup_sync) per distinct remote
     and destination (C(dest), C(volumes), C(host), C(remote_id), C(label); no secrets), V(offsite_rotations) one
     M(holdfast.volumes.backup_rotation) per volume with an offsite retention (C(volume), C(host), C(remote_id),
@@ -70,6 +70,7 @@ _value:
 '''
 
 import json
+import re
 
 from ansible.errors import AnsibleFilterError
 
@@ -77,6 +78,8 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._errors import Ho
 from ansible_collections.holdfast.volumes.plugins.module_utils._model_schema import effective_offsite, validate_model
 from ansible_collections.holdfast.volumes.plugins.module_utils._retention import validate_policy
 
+# the host folder on a remote, as backup_sync accepts it (checked here too, so it fails before the first backup)
+HOST_RE = re.compile(r'^[A-Za-z0-9_.@-]+$')
 DEFAULTS = dict(driver='local', driver_options={}, labels={}, state='present', recurse=True)
 DOCKER_KEYS = ('name', 'driver', 'driver_options', 'labels', 'state')
 # backup settings of an entry that are volume_backup options as they are
@@ -177,8 +180,11 @@ def volume_model(entries, facet='all', offsite=None, host=None):
     if facet in ('backup_jobs', 'offsite_remotes', 'offsite_syncs', 'offsite_rotations', 'schedule'):
         remotes = []
         jobs = [backup_job(e, offsite, host, remotes) for e in present if e.get('backup')]
-        if any(job['offsite'] for job in jobs) and not host:
-            raise AnsibleFilterError("volume_model: offsite copies need the host they are filed under (host=).")
+        if any(job['offsite'] for job in jobs) and (not isinstance(host, str) or not HOST_RE.match(host)
+                                                    or host in ('.', '..')):
+            raise AnsibleFilterError("volume_model: offsite copies need the host they are filed under (host=, the "
+                                     "backup role's holdfast_backup_host): a host name (letters, digits, . _ @ -), "
+                                     "got %r." % (host,))
         if facet == 'backup_jobs':
             return jobs
         if facet == 'offsite_remotes':

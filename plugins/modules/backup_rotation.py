@@ -32,6 +32,7 @@ author:
 extends_documentation_fragment:
   - holdfast.volumes.backup
   - holdfast.volumes.offsite.remote_store
+  - holdfast.volumes.retention
 options:
   dest:
     description:
@@ -41,45 +42,6 @@ options:
   volume:
     description:
       - The volume (or host path, as it was backed up) whose folder to rotate. Every folder of O(dest) when omitted.
-    type: str
-  keep_last:
-    description: Keep the newest N backups (-1 for all).
-    type: int
-  keep_hourly:
-    description: For the last N hours that have backups, keep the newest of each (-1 for every hour).
-    type: int
-  keep_daily:
-    description: For the last N days that have backups, keep the newest of each.
-    type: int
-  keep_weekly:
-    description: For the last N ISO weeks (Monday first) that have backups, keep the newest of each.
-    type: int
-  keep_monthly:
-    description: For the last N months that have backups, keep the newest of each.
-    type: int
-  keep_yearly:
-    description: For the last N years that have backups, keep the newest of each.
-    type: int
-  keep_within:
-    description: Keep every backup newer than the newest one minus this duration (V(36h), V(7d), V(2w), V(6m), V(1y6m)).
-    type: str
-  keep_within_hourly:
-    description: Within this duration, keep the newest backup of each hour.
-    type: str
-  keep_within_daily:
-    description: Within this duration, keep the newest backup of each day.
-    type: str
-  keep_within_weekly:
-    description: Within this duration, keep the newest backup of each week.
-    type: str
-  keep_within_monthly:
-    description: Within this duration, keep the newest backup of each month.
-    type: str
-  keep_within_yearly:
-    description: Within this duration, keep the newest backup of each year.
-    type: str
-  timezone:
-    description: IANA time zone for hours, days, weeks, months and years. Default UTC.
     type: str
   verify:
     description:

@@ -35,6 +35,7 @@ author:
 extends_documentation_fragment:
   - holdfast.volumes.docker
   - holdfast.volumes.backup
+  - holdfast.volumes.hooks
 options:
   volume:
     description:
@@ -95,41 +96,6 @@ options:
         databases a stop signal they honour quickly (PostgreSQL SIGINT) and a timeout longer than their shutdown.
     type: int
     default: 30
-  pre_hooks:
-    description:
-      - Commands to run before the copy (before quiescing), each in a running container. A non-zero exit aborts the
-        backup; nothing is written.
-    type: list
-    elements: dict
-    suboptions:
-      container:
-        description: Container name or id.
-        type: str
-        required: true
-      command:
-        description: The command, as a list (exec form) or a string (run by the container's default shell parser).
-        type: raw
-        required: true
-      user:
-        description: User to run the command as.
-        type: str
-  post_hooks:
-    description:
-      - Commands to run after the copy (after the containers are back). A non-zero exit discards the new archive.
-    type: list
-    elements: dict
-    suboptions:
-      container:
-        description: Container name or id.
-        type: str
-        required: true
-      command:
-        description: The command.
-        type: raw
-        required: true
-      user:
-        description: User to run the command as.
-        type: str
   verify:
     description:
       - Read the archive back from the destination (dropping it from the page cache first) and check its sha256

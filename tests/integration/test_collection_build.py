@@ -56,8 +56,12 @@ def test_tarball_holds_the_collection_and_nothing_else(tarball):
     assert {n.split('/')[0] for n in names} <= TOP_LEVEL, sorted({n.split('/')[0] for n in names} - TOP_LEVEL)
     assert not [n for n in names if NEVER.search(n)], [n for n in names if NEVER.search(n)]
     for needed in ('LICENSE', 'README.md', 'meta/runtime.yml', 'plugins/modules/volume_backup.py',
-                   'playbooks/site.yml', 'roles/backup/meta/argument_specs.yml', 'docs/variables.md'):
+                   'playbooks/site.yml', 'roles/backup/meta/argument_specs.yml', 'docs/variables.md',
+                   'docs/architecture.md'):
         assert needed in names, needed
+    # ansible-doc needs every doc fragment where the collection is installed
+    for fragment in sorted((ROOT / 'plugins' / 'doc_fragments').glob('*.py')):
+        assert 'plugins/doc_fragments/%s' % fragment.name in names, fragment.name
     assert len(names) < 250, 'the tarball grew: %d entries' % len(names)
 
 
@@ -87,6 +91,16 @@ def test_build_install_and_render_docs(tarball, tmp_path):
         source = (installed / 'plugins' / 'modules' / ('%s.py' % module)).read_text()
         talks_to_docker = '  - holdfast.volumes.docker\n' in source
         assert ('docker_host' in doc['doc']['options']) == talks_to_docker, module
+    # options that come from a doc fragment only (retention, hooks, remote store, backup layout)
+    assert 'keep_daily' in docs['holdfast.volumes.backup_rotation']['doc']['options']
+    assert 'remote' in docs['holdfast.volumes.backup_rotation']['doc']['options']
+    hooks = docs['holdfast.volumes.volume_backup']['doc']['options']['post_hooks']['suboptions']
+    assert sorted(hooks) == ['command', 'container', 'user'] and 'lock_timeout' in docs[
+        'holdfast.volumes.volume_backup']['doc']['options']
+    filters = json.loads(subprocess.run([str(BIN / 'ansible-doc'), '-t', 'filter', '--json',
+                                         'holdfast.volumes.retention_plan'], check=True, capture_output=True,
+                                        text=True, env=env).stdout)
+    assert {'keep_daily', 'timezone', 'time_key'} <= set(filters['holdfast.volumes.retention_plan']['doc']['options'])
     text = subprocess.run([str(BIN / 'ansible-doc')] + names, check=True, capture_output=True, text=True,
                           env=env).stdout
     assert text.count('EXAMPLES') == len(modules) and text.count('RETURN VALUES') == len(modules)

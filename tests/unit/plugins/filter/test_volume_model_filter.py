@@ -76,6 +76,8 @@ def test_offsite_host_default_own_setting_opt_out_and_retention_fallbacks():
     assert [j['offsite'] is not None for j in volume_model(model[2:], 'backup_jobs', host='h')] == [True, False]
     with pytest.raises(AnsibleFilterError, match=r'\(files\): backup.offsite needs a remote'):
         volume_model(model, 'backup_jobs', host='h')
+    with pytest.raises(AnsibleFilterError, match="host name .* got 'web/1'"):
+        volume_model(model, 'offsite_syncs', offsite=default, host='web/1')
     schedule = volume_model(model, 'schedule', offsite=default, host='web1')
     assert sorted(schedule) == ['jobs', 'offsite_remotes', 'offsite_rotations', 'offsite_syncs']
 
