@@ -253,10 +253,10 @@ def _sync(rclone, params, source, verify, check_mode):
         try:
             uploaded_listing = rclone.list_files(source)
         except HoldfastError:
-            rclone.fail('Uploading %d archive(s)' % len(rels), upload_err)
+            rclone.fail('Uploading %d archive(s)' % len(rels), upload_err, writing=True)
         if not any(uploaded_listing.get(r) == c['backup']['manifest'].get('bytes_stored')
                    for r, c in zip(rels, to_copy)):
-            rclone.fail('Uploading %d archive(s)' % len(rels), upload_err)
+            rclone.fail('Uploading %d archive(s)' % len(rels), upload_err, writing=True)
 
     # 4. verify each uploaded archive
     local_ok, candidates = [], []
@@ -273,8 +273,8 @@ def _sync(rclone, params, source, verify, check_mode):
                                              'manifest (sha256 %s); not copied' % sha))
             continue
         if uploaded_listing is not None and uploaded_listing.get(rel) != size:
-            result['not_copied'].append(dict(_entry(item, source), reason='upload failed: %s' % (
-                rclone_message(upload_err, rclone.secrets))))
+            result['not_copied'].append(dict(_entry(item, source), reason='upload failed%s' % (
+                rclone.failure(upload_err, writing=True))))
             continue
         local_ok.append((rel, item, md5, size))
         candidates.append(rel)
@@ -315,7 +315,7 @@ def _sync(rclone, params, source, verify, check_mode):
         code, _out, err = rclone.copy(dest, mrels, source, transfers=params.get('transfers') or 4,
                                       what='Uploading manifests')
         if code != 0:
-            rclone.fail('Uploading %d manifest(s)' % len(mrels), err)
+            rclone.fail('Uploading %d manifest(s)' % len(mrels), err, writing=True)
         for _item, entry in verified:
             result['copied'].append(entry)
             result['bytes_copied'] += entry['bytes'] or 0
@@ -494,12 +494,36 @@ def run_remote_rotation(params, check_mode=False):
                 diffs.append(dict(before_header=where, after_header=where, before=''.join(n + '\n' for n in before),
                                   after=''.join(n + '\n' for n in after)))
         if doomed_all and not check_mode:
-            # manifests first: from then on these backups no longer count; then their archives
-            rclone.delete(host, [b['manifest_path'] for b in doomed_all], 'Removing manifests')
-            rclone.delete(host, [b['archive_path'] for b in doomed_all], 'Removing archives')
+            delete_backups(rclone, host, doomed_all)
     result['changed'] = bool(result['removed'])
     result['diff'] = diffs
     return result, broken_warnings(result['broken'])
+
+
+def delete_backups(rclone, host, doomed):
+    """Manifests first (from then on these backups no longer count), then their archives, one rclone run each. A
+    refused deletion (a read-only remote) fails with what a fresh listing shows is really gone, never the plan."""
+    for what, key in (('manifests', 'manifest_path'), ('archives', 'archive_path')):
+        paths = [b[key] for b in doomed]
+        code, _out, err = rclone.delete(host, paths, 'Removing %s' % what)
+        if code == 0:
+            continue
+        try:
+            listing = rclone.list_files(host)
+            gone = [p for p in paths if p not in listing]
+        except HoldfastError:
+            gone = None
+        base = '%s/%s/' % (rclone.display, host)
+        if what == 'manifests':
+            done = ('removed no backup' if gone == [] else 'removed %s of %d backups (their manifests are gone, their '
+                    'archives stay)' % ('an unknown number' if gone is None else len(gone), len(paths)))
+        else:
+            done = ('removed the manifests of %d backups (they no longer count); of their archives %s could not be '
+                    'removed and stay as orphans' % (len(paths), 'some' if gone is None else len(paths) - len(gone)))
+        removed = gone or [] if what == 'manifests' else [b['manifest_path'] for b in doomed]
+        raise HoldfastError("backup_rotation %s on remote %s: removing %d %s failed%s" % (
+            done, rclone.display, len(paths), what, rclone.failure(err, writing=True)), remote=rclone.display,
+            removed=[base + p for p in removed])
 
 
 def _remote_entry(rclone, host, backup, reasons=None):

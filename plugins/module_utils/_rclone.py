@@ -117,21 +117,46 @@ def scrub(text, secrets):
     return text
 
 
+# S3 servers' request ids: noise in a message for people
+REQUEST_IDS_RE = re.compile(r',? (RequestID|HostID): [^,]*')
+# one object's failure: "ERROR : <object>: <why>" (rclone's summary lines begin with "Attempt" instead)
+OBJECT_LINE_RE = re.compile(r'^(ERROR|CRITICAL) : (?!Attempt \d)([^:]+): (.*)$')
+
+
 def rclone_message(stderr, secrets):
-    """The useful part of rclone's stderr: its ERROR/CRITICAL/Failed lines without timestamps, scrubbed."""
-    lines = []
+    """The useful part of rclone's stderr, scrubbed: the first distinct reasons objects failed for (each with the
+    first object and how many more failed for it), else its ERROR/CRITICAL/Failed lines; timestamps, S3 request ids
+    and rclone's repetitions of the last error left out."""
+    causes, others = {}, []
     for line in (stderr or '').splitlines():
-        line = re.sub(r'^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d ', '', line).strip()
-        if line and (line.startswith(('ERROR', 'CRITICAL', 'Failed')) or 'Failed to' in line):
-            if line not in lines:
-                lines.append(line)
-    text = '; '.join(lines[-3:]) if lines else (stderr or '').strip()[-600:]
+        line = REQUEST_IDS_RE.sub('', re.sub(r'^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d ', '', line).strip())
+        if not line or not (line.startswith(('ERROR', 'CRITICAL', 'Failed')) or 'Failed to' in line):
+            continue
+        match = OBJECT_LINE_RE.match(line)
+        if match and 'directory timestamp' not in line:
+            causes.setdefault(match.group(3), []).append(match.group(2))
+        elif line not in others:
+            others.append(line)
+    if causes:
+        lines = ['%s: %s%s' % (objs[0], why, ' (and %d more)' % (len(objs) - 1) if len(objs) > 1 else '')
+                 for why, objs in list(causes.items())[:3]]
+    else:
+        lines = others[-3:]
+    text = '; '.join(lines) if lines else (stderr or '').strip()[-600:]
     return scrub(text, secrets)
 
 
-def explain(message):
-    """A hint for the operator for the common failures."""
+def explain(message, writing=False):
+    """A hint for the operator for the common failures; writing: the failed command wrote or deleted (after the
+    same credentials had listed the remote)."""
     low = message.lower()
+    if any(s in low for s in ('no space left', 'quota', 'storagefull', 'storage full', 'insufficient storage',
+                              'status code: 507', 'statuscode: 507')):
+        return 'the remote is full'
+    if writing and 'publickey' not in low and any(s in low for s in (
+            'read-only file system', 'permission denied', 'accessdenied', 'access denied', 'forbidden',
+            'status code: 403', 'statuscode: 403')):
+        return 'the remote refused the change: it is read-only, or these credentials may read but not write'
     if any(s in low for s in ('signaturedoesnotmatch', 'invalidaccesskeyid', 'accessdenied', 'access denied',
                               'unable to authenticate', 'permission denied (publickey', 'no supported methods',
                               'forbidden', 'status code: 403', 'statuscode: 403')):
@@ -140,11 +165,13 @@ def explain(message):
         return 'the bucket does not exist (create it first; backup_sync never creates buckets)'
     if 'directory not found' in low or 'no such file' in low:
         return 'the remote path does not exist (create the bucket or directory first)'
+    if writing and any(s in low for s in ('ssh_fx_failure', 'internalerror', 'internal error', 'status code: 500',
+                                          'statuscode: 500')):
+        return ('the server failed the write and gave no reason: a full or read-only disk on the server is likely; '
+                'see its log')
     if any(s in low for s in ('connection refused', 'send request failed', 'no such host', 'i/o timeout',
                               'connection reset')):
         return 'the remote did not answer (check the endpoint or host and port)'
-    if 'no space left' in low or 'quota' in low:
-        return 'the remote is full'
     return None
 
 
@@ -245,13 +272,16 @@ class Rclone(object):
             self.fail(what, stderr)
         return proc.returncode, proc.stdout, stderr
 
-    def fail(self, what, stderr):
+    def failure(self, stderr, writing=False):
+        """rclone's message after ': ', with a hint in parentheses first when there is one: ' (hint): message'."""
         message = rclone_message(stderr, self.secrets)
-        hint = explain(message)
+        hint = explain(scrub(stderr, self.secrets), writing)
         if not hint and ('unknown flag' in message or 'unknown command' in message):
             hint = self.version_hint()
-        detail = ' (%s)' % hint if hint else ''
-        raise HoldfastError("%s on remote %s failed%s: %s" % (what, self.display, detail, message),
+        return ' (%s): %s' % (hint, message) if hint else ': ' + message
+
+    def fail(self, what, stderr, writing=False):
+        raise HoldfastError("%s on remote %s failed%s" % (what, self.display, self.failure(stderr, writing)),
                             remote=self.display)
 
     def popen(self, args):
@@ -312,7 +342,7 @@ class Rclone(object):
     def delete(self, sub, relpaths, what):
         """Delete exactly these files under <path>/<sub> (one rclone run)."""
         listing = self.write_list('delete-%d' % len(self.runs), relpaths)
-        return self.run(['delete', '--files-from-raw', listing, self.target(sub)], what)
+        return self.run(['delete', '--files-from-raw', listing, self.target(sub)], what, check=False)
 
     def copy(self, src_dir, relpaths, sub, transfers=4, bwlimit=None, what='Uploading'):
         """Copy these files (paths relative to src_dir) to <path>/<sub>, always (no check of the destination)."""
