@@ -206,15 +206,17 @@ def _lines(names):
 def _upload_archives(rclone, params, source, to_copy, trusted_md5, result):
     """3. Read the local archives (sha256 against their manifests, md5 for the remote) while rclone uploads them.
 
-    Returns [(relative path, item, md5, size)] of the archives that match their manifests and arrived; the others
-    go to result['not_copied']. Fails when the upload failed and none arrived."""
+    Returns [(relative path, item, md5, size, the md5 rclone compared after the upload or None)] of the archives
+    that match their manifests and arrived; the others go to result['not_copied']. Fails when the upload failed and
+    none arrived."""
     hashes = {}
     hasher = threading.Thread(target=_hash_all, args=(to_copy, trusted_md5, hashes))
     hasher.daemon = True
     hasher.start()
     rels = ['%s/%s' % (c['folder'], c['backup']['archive']) for c in to_copy]
+    seen_md5 = {} if trusted_md5 else None
     code, _out, upload_err = rclone.copy(params['dest'], rels, source, transfers=params.get('transfers') or 4,
-                                         bwlimit=params.get('bwlimit'))
+                                         bwlimit=params.get('bwlimit'), seen_md5=seen_md5)
     hasher.join()
     uploaded_listing = None
     if code != 0:
@@ -225,7 +227,7 @@ def _upload_archives(rclone, params, source, to_copy, trusted_md5, result):
             rclone.fail('Uploading %d archive(s)' % len(rels), upload_err, writing=True)
         if not any(uploaded_listing.get(r) == c['backup']['manifest'].get('bytes_stored')
                    for r, c in zip(rels, to_copy)):
-            rclone.fail('Uploading %d archive(s)' % len(rels), upload_err, writing=True)
+            rclone.fail('Uploading %d archive(s)' % len(rels), upload_err, writing=True, answering=True)
     local_ok = []
     for rel, item in zip(rels, to_copy):
         got = hashes.get(id(item))
@@ -234,9 +236,9 @@ def _upload_archives(rclone, params, source, to_copy, trusted_md5, result):
         elif got[0] != item['backup']['manifest'].get('sha256'):
             why = 'the local archive does not match its manifest (sha256 %s); not copied' % got[0]
         elif uploaded_listing is not None and uploaded_listing.get(rel) != got[2]:
-            why = 'upload failed%s' % rclone.failure(upload_err, writing=True)
+            why = 'upload failed%s' % rclone.failure(upload_err, writing=True, answering=True)
         else:
-            local_ok.append((rel, item, got[1], got[2]))
+            local_ok.append((rel, item, got[1], got[2], (seen_md5 or {}).get(rel)))
             continue
         result['not_copied'].append(dict(_entry(item, source), reason=why))
     return local_ok
@@ -245,12 +247,14 @@ def _upload_archives(rclone, params, source, to_copy, trusted_md5, result):
 def _verify_copies(rclone, source, verify, local_ok, trusted_md5, result):
     """4. Verify each uploaded archive: by the md5 the remote computes when it can be trusted, else by reading it
     back into sha256. Returns [(item, entry)] of the verified ones; the others go to result['not_copied']."""
-    remote_md5 = {}
-    if trusted_md5 and local_ok:
-        remote_md5 = rclone.hashes(source, [r for r, item, md5, size in local_ok
-                                            if rclone.type != 's3' or size <= SINGLE_PART_LIMIT])
+    trusted = [ok for ok in local_ok if trusted_md5 and (rclone.type != 's3' or ok[3] <= SINGLE_PART_LIMIT)]
+    # the md5 rclone compared after the upload is the remote's; only for the others is the remote asked again
+    remote_md5 = dict((ok[0], ok[4]) for ok in trusted if ok[4])
+    ask = [ok[0] for ok in trusted if not ok[4]]
+    if ask:
+        remote_md5.update(rclone.hashes(source, ask))
     verified = []
-    for rel, item, md5, _size in local_ok:
+    for rel, item, md5, _size, _seen in local_ok:
         theirs = remote_md5.get(rel)
         entry = dict(_entry(item, source), repaired=item['repair'])
         why = None

@@ -41,6 +41,8 @@ PASS_ENV = ('http_proxy', 'https_proxy', 'no_proxy', 'HTTP_PROXY', 'HTTPS_PROXY'
 MASK = '********'
 # backends whose path starts with a bucket (container) that must exist beforehand
 OBJECT_STORES = ('s3', 'gcs', 'b2', 'swift', 'azureblob')
+# rclone copy at log level DEBUG, after comparing a copy's hashes: "<date> <time> DEBUG : <path>: md5 = <hex> OK"
+MD5_OK_RE = re.compile(r'^\S+ \S+ DEBUG : (.+): md5 = ([0-9a-f]{32}) OK$')
 HOST_RE = re.compile(r'^[A-Za-z0-9_.@-]+$')
 CHUNK = 4 * 1024 * 1024
 # the module option `remote`, shared by backup_sync and the modules that read or rotate a remote store
@@ -164,10 +166,13 @@ def rclone_message(stderr, secrets):
     return scrub(text, secrets)
 
 
-def explain(message, writing=False):
+def explain(message, writing=False, answering=False):
     """A hint for the operator for the common failures; writing: the failed command wrote or deleted (after the
-    same credentials had listed the remote)."""
+    same credentials had listed the remote); answering: the remote answered a listing after the failure."""
     low = message.lower()
+    if writing and answering and any(s in low for s in ('broken pipe', 'connection reset')):
+        return ('the server cut the write off and gave no reason: a full or read-only disk on the server is likely; '
+                'see its log')
     if any(s in low for s in ('no space left', 'quota', 'storagefull', 'storage full', 'insufficient storage',
                               'status code: 507', 'statuscode: 507')):
         return 'the remote is full'
@@ -275,31 +280,31 @@ class Rclone(object):
         return self.path
 
     # -- running -----------------------------------------------------------------------------------------------
-    def command(self, args):
+    def command(self, args, level='NOTICE'):
         # few retries: a dead server fails the run in seconds instead of minutes; the next run completes the work
         retries = ['--retries', '1', '--low-level-retries', '3' if args[0] == 'copy' else '2']
-        return [self.executable] + list(args) + retries + ['--log-level', 'NOTICE']
+        return [self.executable] + list(args) + retries + ['--log-level', level]
 
-    def run(self, args, what, input_data=None, check=True, env=None):
+    def run(self, args, what, input_data=None, check=True, env=None, level='NOTICE'):
         self.runs.append(args[0])
-        proc = subprocess.run(self.command(args), input=input_data, env=command_env(env or self.env, inherit=False),
-                              stdout=subprocess.PIPE,
+        proc = subprocess.run(self.command(args, level), input=input_data,
+                              env=command_env(env or self.env, inherit=False), stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, check=False)
         stderr = proc.stderr.decode('utf-8', 'replace')
         if check and proc.returncode != 0:
             self.fail(what, stderr)
         return proc.returncode, proc.stdout, stderr
 
-    def failure(self, stderr, writing=False):
+    def failure(self, stderr, writing=False, answering=False):
         """rclone's message after ': ', with a hint in parentheses first when there is one: ' (hint): message'."""
         message = rclone_message(stderr, self.secrets)
-        hint = explain(scrub(stderr, self.secrets), writing)
+        hint = explain(scrub(stderr, self.secrets), writing, answering)
         if not hint and ('unknown flag' in message or 'unknown command' in message):
             hint = self.version_hint()
         return ' (%s): %s' % (hint, message) if hint else ': ' + message
 
-    def fail(self, what, stderr, writing=False):
-        raise HoldfastError("%s on remote %s failed%s" % (what, self.display, self.failure(stderr, writing)),
+    def fail(self, what, stderr, writing=False, answering=False):
+        raise HoldfastError("%s on remote %s failed%s" % (what, self.display, self.failure(stderr, writing, answering)),
                             remote=self.display)
 
     def popen(self, args):
@@ -362,8 +367,13 @@ class Rclone(object):
         listing = self.write_list('delete-%d' % len(self.runs), relpaths)
         return self.run(['delete', '--files-from-raw', listing, self.target(sub)], what, check=False)
 
-    def copy(self, src_dir, relpaths, sub, transfers=4, bwlimit=None, what='Uploading'):
-        """Copy these files (paths relative to src_dir) to <path>/<sub>, always (no check of the destination)."""
+    def copy(self, src_dir, relpaths, sub, transfers=4, bwlimit=None, what='Uploading', seen_md5=None):
+        """Copy these files (paths relative to src_dir) to <path>/<sub>, always (no check of the destination).
+
+        seen_md5: a dict that receives {relative path: md5} of the files whose md5 rclone found equal on both sides
+        after the upload (the destination's as the remote computed it: the S3 ETag of a single-part PUT, md5sum
+        on an SFTP server), read from rclone's debug lines; those lines (which also name the settings rclone read
+        from its environment) are dropped from the stderr returned, so no message ever shows them."""
         listing = self.write_list('files-from-%d' % len(self.runs), relpaths)
         args = ['copy', '--files-from-raw', listing, '--no-check-dest', '--no-traverse', '--transfers',
                 str(transfers)]
@@ -372,7 +382,17 @@ class Rclone(object):
         if self.type == 's3':
             # one PUT up to 5 GiB: the server then computes the object's md5 itself (its ETag), a hash we can trust
             args += ['--s3-upload-cutoff', '5G', '--s3-disable-checksum']
-        return self.run(args + [src_dir, self.target(sub)], what, check=False)
+        if seen_md5 is None:
+            return self.run(args + [src_dir, self.target(sub)], what, check=False)
+        code, out, err = self.run(args + [src_dir, self.target(sub)], what, check=False, level='DEBUG')
+        kept = []
+        for line in err.splitlines():
+            match = MD5_OK_RE.match(line)
+            if match:
+                seen_md5[match.group(1)] = match.group(2)
+            elif ' DEBUG : ' not in line:
+                kept.append(line)
+        return code, out, ''.join(line + '\n' for line in kept)
 
     def hashes(self, sub, relpaths, hash_type='md5'):
         """{relative path: hash or ''} as the remote reports it (without downloading)."""

@@ -219,7 +219,8 @@ def delete_backups(rclone, host, doomed):
                     'removed and stay as orphans' % (len(paths), 'some' if gone is None else len(paths) - len(gone)))
         removed = gone or [] if what == 'manifests' else [b['manifest_path'] for b in doomed]
         raise HoldfastError("backup_rotation %s on remote %s: removing %d %s failed%s" % (
-            done, rclone.display, len(paths), what, rclone.failure(err, writing=True)), remote=rclone.display,
+            done, rclone.display, len(paths), what, rclone.failure(err, writing=True, answering=gone is not None)),
+            remote=rclone.display,
             removed=[base + p for p in removed])
 
 

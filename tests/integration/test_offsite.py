@@ -120,6 +120,8 @@ def test_sync_real_backups_to_rclone_s3_check_diff_idempotent(docker_client, pre
     assert res['changed'] and len(res['copied']) == 2 and res['bytes_copied'] > 0
     assert sorted(c['archive'] for c in res['copied']) == sorted(c['archive'] for c in check.task('sync')['copied'])
     assert all(c['verified_by'] == 'remote md5' for c in res['copied'])
+    # the md5 rclone compared right after each upload (the server's ETag): the remote is not asked again
+    assert res['rclone_runs'] == ['lsjson', 'copy', 'copy'], res['rclone_runs']
     assert res['diff']['before'] == '' and res['diff']['after'].count('.manifest.json') == 2
     local_folder = Path(dest) / vol
     for entry in res['copied']:
@@ -200,6 +202,7 @@ def test_sftp_with_debian_rclone_and_read_back(sftp_server, tmp_path):
     assert run.rc == 0, run.stdout
     res = run.task('sync')
     assert [c['verified_by'] for c in res['copied']] == ['remote md5']
+    assert 'hashsum' not in res['rclone_runs'], 'md5sum on the server ran within the copy'
     run = run_playbook([sync(dest=str(dest), remote=remote, host='h2', verify='read')])
     res = run.task('sync')
     assert run.rc == 0 and [(c['volume'], c['verified_by']) for c in res['copied']] == [('vol_b',
