@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: holdfast.volumes contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""backup_sync, the doing part: verified offsite copies of a local backup store through rclone.
+"""backup_sync, the doing part: verified offsite copies of a local backup store through rclone; and the remote
+side of backup_info and backup_rotation (the remote store itself: _remote_store.py).
 
 Remote layout: <remote.path>/<host>/<volume folder>/<archive> and <...>.manifest.json, the local layout under a
 host name, so one bucket holds a fleet and a replacement host finds another host's backups by that name.
@@ -14,8 +15,9 @@ One run:
 3. the archives to copy are read locally once (sha256 against the local manifest, md5 for the remote's check),
    while rclone uploads them: a local archive that fails its own manifest never gets a manifest on the remote;
 4. each uploaded archive is verified against the manifest's sha256: by the md5 the remote computes itself when it
-   can be trusted to (S3 single-part uploads: the ETag; SFTP: md5sum run on the server), else by reading it back
-   (rclone cat into sha256);
+   can be trusted to (S3 single-part uploads: the ETag; SFTP: md5sum run on the server), compared with this
+   module's md5 of the local archive; rclone copy reports the remote's md5 right after each upload (a separate
+   hashsum run only for the files it did not compare); else by reading it back (rclone cat into sha256);
 5. the manifests of the verified archives are uploaded last, so a reader of the remote only ever sees complete
    backups.
 """
@@ -24,6 +26,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import datetime
 import hashlib
 import os
 import re
@@ -32,7 +35,23 @@ import threading
 from ansible_collections.holdfast.volumes.plugins.module_utils._archive import backup_folders, list_backups
 from ansible_collections.holdfast.volumes.plugins.module_utils._backup import FolderLock
 from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
-from ansible_collections.holdfast.volumes.plugins.module_utils._rclone import CHUNK, REMOTE_SPEC, Rclone, host_folder
+from ansible_collections.holdfast.volumes.plugins.module_utils._rclone import Rclone
+from ansible_collections.holdfast.volumes.plugins.module_utils._remote_store import (
+    CHUNK,
+    REMOTE_SPEC,
+    check_remote_backup,
+    delete_backups,
+    host_folder,
+    plan_remote_rotation,
+    read_back_sha256,
+    scan_remote,
+)
+from ansible_collections.holdfast.volumes.plugins.module_utils._retention import (
+    POLICY_KEYS,
+    parse_time,
+    validate_policy,
+)
+from ansible_collections.holdfast.volumes.plugins.module_utils._rotation import broken_warnings
 
 BWLIMIT_RE = re.compile(r'^(off|\d+(\.\d+)?[BKMGTP]?(:\d+(\.\d+)?[BKMGTP]?)?)$', re.IGNORECASE)
 SINGLE_PART_LIMIT = 5 * 1024 ** 3  # --s3-upload-cutoff 5G
@@ -279,7 +298,7 @@ def _verify_copies(rclone, source, verify, local_ok, trusted_md5, result):
 def _read_back(rclone, rel, source, sha256):
     """None when the copy read back matches sha256, else why not."""
     try:
-        digest, got_size = rclone.read_back_sha256(rel, source)
+        digest, got_size = read_back_sha256(rclone, rel, source)
     except HoldfastError as exc:  # one unreadable copy must not keep the others from their manifests
         return exc.msg
     if digest != sha256:
@@ -300,3 +319,67 @@ def _upload_manifests(rclone, params, source, verified, result):
     for _item, entry in verified:
         result['copied'].append(entry)
         result['bytes_copied'] += entry['bytes'] or 0
+
+
+# -- backup_info and backup_rotation on the remote store -------------------------------------------------------
+
+def run_remote_info(params):
+    now = datetime.datetime.now(datetime.timezone.utc)
+    host = host_folder(params.get('host'))
+    verify = params.get('verify') or 'size'
+    with Rclone(params['remote'], params.get('rclone_path')) as rclone:
+        scans = scan_remote(rclone, host, params.get('volumes'))
+        states = []
+        for folder, scan in scans.items():
+            backups = scan['complete']
+            newest = backups[0] if backups else None
+            where = '%s/%s/%s' % (rclone.display, host, folder)
+            state = dict(folder=where, volume=newest['manifest'].get('volume') if newest else folder,
+                         count=len(backups), bytes=sum(b['manifest'].get('bytes_stored') or 0 for b in backups),
+                         temporaries=0, orphans=len(scan['orphans']),
+                         unreadable_manifests=len(scan['bad_manifests']), newest=None, host=host)
+            if newest:
+                manifest = newest['manifest']
+                broken = check_remote_backup(rclone, host, newest, verify) if verify != 'none' else None
+                state['newest'] = dict(archive='%s/%s' % (where, manifest['archive']),
+                                       created=manifest.get('created'),
+                                       age_seconds=int((now - newest['time']).total_seconds()),
+                                       bytes=manifest.get('bytes_stored'), file_count=manifest.get('file_count'),
+                                       compression=manifest.get('compression'),
+                                       encrypted=bool(manifest.get('encryption')),
+                                       recipients=(manifest.get('encryption') or {}).get('recipients', []),
+                                       verified=verify != 'none' and broken is None, verify=verify, problem=broken)
+                state['oldest_created'] = backups[-1]['manifest'].get('created')
+            states.append(state)
+    return dict(changed=False, backups=states)
+
+
+def run_remote_rotation(params, check_mode=False):
+    """backup_rotation on <remote.path>/<host>: the same policy engine and safety as the local rotation.
+
+    Only complete backups count; a broken one (size, or sha256 read back with verify: sha256) is reported and
+    removed only with remove_broken; the newest sound backup always stays; manifests are deleted first (one rclone
+    run), then the archives. Archives without a manifest are reported, never removed here: on a remote one may be
+    an upload in progress (its modification time is the local file's), and the next backup_sync completes it.
+    """
+    policy = dict((k, params.get(k)) for k in POLICY_KEYS if params.get(k) not in (None, ''))
+    if params.get('timezone'):
+        policy['timezone'] = params['timezone']
+    rules = validate_policy(policy)
+    now = parse_time(params['now'], 'now') if params.get('now') else None
+    host = host_folder(params.get('host'))
+    verify = params.get('verify') or 'sha256'
+    volumes = [params['volume']] if params.get('volume') else None
+    result = dict(changed=False, kept=[], removed=[], broken=[], cleaned=[], bytes_freed=0, folders=[])
+    diffs = []
+    with Rclone(params['remote'], params.get('rclone_path')) as rclone:
+        scans = scan_remote(rclone, host, volumes)
+        if volumes and not any(scan['complete'] or scan['orphans'] for scan in scans.values()):
+            raise HoldfastError("No backups of %s on remote %s under %s." % (params['volume'], rclone.display, host))
+        doomed_all = plan_remote_rotation(rclone, host, scans, rules, now, verify, params.get('remove_broken'),
+                                          result, diffs)
+        if doomed_all and not check_mode:
+            delete_backups(rclone, host, doomed_all)
+    result['changed'] = bool(result['removed'])
+    result['diff'] = diffs
+    return result, broken_warnings(result['broken'])

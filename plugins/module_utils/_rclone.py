@@ -14,12 +14,10 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import hashlib
 import os
 import posixpath
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -43,24 +41,6 @@ MASK = '********'
 OBJECT_STORES = ('s3', 'gcs', 'b2', 'swift', 'azureblob')
 # rclone copy at log level DEBUG, after comparing a copy's hashes: "<date> <time> DEBUG : <path>: md5 = <hex> OK"
 MD5_OK_RE = re.compile(r'^\S+ \S+ DEBUG : (.+): md5 = ([0-9a-f]{32}) OK$')
-HOST_RE = re.compile(r'^[A-Za-z0-9_.@-]+$')
-CHUNK = 4 * 1024 * 1024
-# the module option `remote`, shared by backup_sync and the modules that read or rotate a remote store
-REMOTE_SPEC = dict(
-    type=dict(type='str', required=True),
-    path=dict(type='str', required=True),
-    options=dict(type='dict', default={}, no_log=True),
-)
-
-
-def host_folder(host=None):
-    """The host folder under the remote path: the given name (validated) or this host's short name."""
-    host = host or socket.gethostname().split('.')[0] or 'localhost'
-    if not HOST_RE.match(host) or host in ('.', '..'):
-        raise HoldfastError("host must be a host name (letters, digits, . _ @ -), got %r." % host)
-    return host
-
-
 def remove_stale_private_dirs():
     """Private directories of runs that were killed (their process is gone) may hold a key file: remove them."""
     base = tempfile.gettempdir()
@@ -410,25 +390,3 @@ class Rclone(object):
     def stream(self, relpath, sub):
         """Popen of rclone cat <path>/<sub>/<relpath>."""
         return self.popen(['cat', self.target(sub, relpath)])
-
-    def read_back_sha256(self, relpath, sub):
-        """Stream a remote object through sha256: (digest, size) or raises with rclone's message."""
-        proc, err = self.stream(relpath, sub)
-        digest = hashlib.sha256()
-        size = 0
-        try:
-            while True:
-                block = proc.stdout.read(CHUNK)
-                if not block:
-                    break
-                digest.update(block)
-                size += len(block)
-        finally:
-            proc.stdout.close()
-            code = proc.wait()
-            err.seek(0)
-            stderr = err.read().decode('utf-8', 'replace')
-            err.close()
-        if code != 0:
-            self.fail('Reading back %s' % relpath, stderr)
-        return digest.hexdigest(), size

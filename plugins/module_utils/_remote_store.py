@@ -1,11 +1,12 @@
 # -*- coding: utf-8 -*-
 # Copyright: holdfast.volumes contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The offsite copies as a backup store: backup_info, backup_rotation and volume_restore with `remote`.
+"""The offsite copies as a backup store, for backup_info, backup_rotation (_offsite.py) and volume_restore
+(_restore.py) with `remote`: listing it, reading its manifests, checking and deleting backups, streaming an archive.
 
-The remote holds <remote.path>/<host>/<volume folder>/<archive> and <...>.manifest.json (written by backup_sync,
-_offsite.py). One recursive listing and one copy of the manifests per run; the manifests are hostile input, read
-with the same rules as local ones; the same retention engine and safety as the local store.
+The remote holds <remote.path>/<host>/<volume folder>/<archive> and <...>.manifest.json (written by backup_sync).
+One recursive listing and one copy of the manifests per run; the manifests are hostile input, read with the same
+rules as local ones.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -13,8 +14,10 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import atexit
-import datetime
+import hashlib
 import os
+import re
+import socket
 
 from ansible_collections.holdfast.volumes.plugins.module_utils._archive import (
     MANIFEST_MAX,
@@ -24,20 +27,26 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._archive import (
     safe_folder_name,
 )
 from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
-from ansible_collections.holdfast.volumes.plugins.module_utils._rclone import (
-    REMOTE_SPEC,
-    Rclone,
-    explain,
-    host_folder,
-    rclone_message,
+from ansible_collections.holdfast.volumes.plugins.module_utils._rclone import Rclone, explain, rclone_message
+from ansible_collections.holdfast.volumes.plugins.module_utils._retention import apply_policy
+
+HOST_RE = re.compile(r'^[A-Za-z0-9_.@-]+$')
+CHUNK = 4 * 1024 * 1024
+# the module option `remote`, shared by backup_sync and the modules that read or rotate a remote store
+REMOTE_SPEC = dict(
+    type=dict(type='str', required=True),
+    path=dict(type='str', required=True),
+    options=dict(type='dict', default={}, no_log=True),
 )
-from ansible_collections.holdfast.volumes.plugins.module_utils._retention import (
-    POLICY_KEYS,
-    apply_policy,
-    parse_time,
-    validate_policy,
-)
-from ansible_collections.holdfast.volumes.plugins.module_utils._rotation import broken_warnings
+
+
+def host_folder(host=None):
+    """The host folder under the remote path: the given name (validated) or this host's short name."""
+    host = host or socket.gethostname().split('.')[0] or 'localhost'
+    if not HOST_RE.match(host) or host in ('.', '..'):
+        raise HoldfastError("host must be a host name (letters, digits, . _ @ -), got %r." % host)
+    return host
+
 
 REMOTE_STORE_OPTIONS = dict(
     remote=dict(type='dict', options=REMOTE_SPEC),
@@ -86,6 +95,29 @@ def scan_remote(rclone, host, volumes=None):
     return out
 
 
+def read_back_sha256(rclone, relpath, sub):
+    """Stream a remote object through sha256: (digest, size) or raises with rclone's message."""
+    proc, err = rclone.stream(relpath, sub)
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        while True:
+            block = proc.stdout.read(CHUNK)
+            if not block:
+                break
+            digest.update(block)
+            size += len(block)
+    finally:
+        proc.stdout.close()
+        code = proc.wait()
+        err.seek(0)
+        stderr = err.read().decode('utf-8', 'replace')
+        err.close()
+    if code != 0:
+        rclone.fail('Reading back %s' % relpath, stderr)
+    return digest.hexdigest(), size
+
+
 def check_remote_backup(rclone, host, backup, verify):
     """None when sound, else why it is broken: size from the listing; sha256 by reading the copy back."""
     manifest = backup['manifest']
@@ -93,7 +125,7 @@ def check_remote_backup(rclone, host, backup, verify):
         return 'archive is %s bytes, manifest says %d' % (backup['remote_size'], manifest['bytes_stored'])
     if verify == 'sha256':
         try:
-            actual, _size = rclone.read_back_sha256(backup['archive_path'], host)
+            actual, _size = read_back_sha256(rclone, backup['archive_path'], host)
         except HoldfastError as exc:
             return 'archive unreadable: %s' % exc.msg
         if actual != manifest.get('sha256'):
@@ -101,100 +133,47 @@ def check_remote_backup(rclone, host, backup, verify):
     return None
 
 
-def run_remote_info(params):
-    now = datetime.datetime.now(datetime.timezone.utc)
-    host = host_folder(params.get('host'))
-    verify = params.get('verify') or 'size'
-    with Rclone(params['remote'], params.get('rclone_path')) as rclone:
-        scans = scan_remote(rclone, host, params.get('volumes'))
-        states = []
-        for folder, scan in scans.items():
-            backups = scan['complete']
-            newest = backups[0] if backups else None
-            where = '%s/%s/%s' % (rclone.display, host, folder)
-            state = dict(folder=where, volume=newest['manifest'].get('volume') if newest else folder,
-                         count=len(backups), bytes=sum(b['manifest'].get('bytes_stored') or 0 for b in backups),
-                         temporaries=0, orphans=len(scan['orphans']),
-                         unreadable_manifests=len(scan['bad_manifests']), newest=None, host=host)
-            if newest:
-                manifest = newest['manifest']
-                broken = check_remote_backup(rclone, host, newest, verify) if verify != 'none' else None
-                state['newest'] = dict(archive='%s/%s' % (where, manifest['archive']),
-                                       created=manifest.get('created'),
-                                       age_seconds=int((now - newest['time']).total_seconds()),
-                                       bytes=manifest.get('bytes_stored'), file_count=manifest.get('file_count'),
-                                       compression=manifest.get('compression'),
-                                       encrypted=bool(manifest.get('encryption')),
-                                       recipients=(manifest.get('encryption') or {}).get('recipients', []),
-                                       verified=verify != 'none' and broken is None, verify=verify, problem=broken)
-                state['oldest_created'] = backups[-1]['manifest'].get('created')
-            states.append(state)
-    return dict(changed=False, backups=states)
-
-
-def run_remote_rotation(params, check_mode=False):
-    """backup_rotation on <remote.path>/<host>: the same policy engine and safety as the local rotation.
-
-    Only complete backups count; a broken one (size, or sha256 read back with verify: sha256) is reported and
-    removed only with remove_broken; the newest sound backup always stays; manifests are deleted first (one rclone
-    run), then the archives. Archives without a manifest are reported, never removed here: on a remote one may be
-    an upload in progress (its modification time is the local file's), and the next backup_sync completes it.
-    """
-    policy = dict((k, params.get(k)) for k in POLICY_KEYS if params.get(k) not in (None, ''))
-    if params.get('timezone'):
-        policy['timezone'] = params['timezone']
-    rules = validate_policy(policy)
-    now = parse_time(params['now'], 'now') if params.get('now') else None
-    host = host_folder(params.get('host'))
-    verify = params.get('verify') or 'sha256'
-    volumes = [params['volume']] if params.get('volume') else None
-    result = dict(changed=False, kept=[], removed=[], broken=[], cleaned=[], bytes_freed=0, folders=[])
-    diffs = []
-    with Rclone(params['remote'], params.get('rclone_path')) as rclone:
-        scans = scan_remote(rclone, host, volumes)
-        if volumes and not any(scan['complete'] or scan['orphans'] for scan in scans.values()):
-            raise HoldfastError("No backups of %s on remote %s under %s." % (params['volume'], rclone.display, host))
-        doomed_all = []
-        for folder, scan in scans.items():
-            where = '%s/%s/%s' % (rclone.display, host, folder)
-            sound, broken = [], []
-            for backup in scan['complete']:
-                why = check_remote_backup(rclone, host, backup, verify) if verify != 'none' else None
-                (broken if why else sound).append((backup, why))
-            sound = [b for b, _w in sound]
-            plan = apply_policy(sound, rules, now=now, time_of=lambda b: b['time'])
-            keep = [dict(item=e['item'], reasons=list(e['reasons'])) for e in plan['keep']]
-            remove = list(plan['remove'])
-            if sound and sound[0] in remove:  # the newest sound backup always stays
-                remove.remove(sound[0])
-                keep.insert(0, dict(item=sound[0], reasons=['newest']))
-            broken_out = []
-            for backup, why in broken:
-                broken_out.append(dict(_remote_entry(rclone, host, backup), reason=why,
-                                       removed=bool(params.get('remove_broken'))))
-                if params.get('remove_broken'):
-                    remove.append(backup)
-            doomed_all += remove
-            kept = [_remote_entry(rclone, host, e['item'], e['reasons']) for e in keep]
-            removed = [_remote_entry(rclone, host, b) for b in remove]
-            result['kept'] += kept
-            result['removed'] += removed
-            result['broken'] += broken_out
-            result['bytes_freed'] += sum(b['manifest'].get('bytes_stored') or 0 for b in remove)
-            result['folders'].append(dict(folder=where, kept=len(kept), removed=len(removed),
-                                          broken=len(broken_out), cleaned=0, orphans=scan['orphans'],
-                                          unknown=scan['unknown'], bad_manifests=scan['bad_manifests']))
-            if removed:
-                before = sorted(b['manifest_path'].split('/')[-1] for b in scan['complete'])
-                gone = set(b['manifest_path'].split('/')[-1] for b in remove)
-                after = [n for n in before if n not in gone]
-                diffs.append(dict(before_header=where, after_header=where, before=''.join(n + '\n' for n in before),
-                                  after=''.join(n + '\n' for n in after)))
-        if doomed_all and not check_mode:
-            delete_backups(rclone, host, doomed_all)
-    result['changed'] = bool(result['removed'])
-    result['diff'] = diffs
-    return result, broken_warnings(result['broken'])
+def plan_remote_rotation(rclone, host, scans, rules, now, verify, remove_broken, result, diffs):
+    """backup_rotation's plan on the remote store, per folder: the policy on the sound backups (the newest sound one
+    always stays), broken ones reported (removed only with remove_broken); adds to result (kept, removed, broken,
+    bytes_freed, folders) and diffs. Returns the backups to remove."""
+    doomed_all = []
+    for folder, scan in scans.items():
+        where = '%s/%s/%s' % (rclone.display, host, folder)
+        sound, broken = [], []
+        for backup in scan['complete']:
+            why = check_remote_backup(rclone, host, backup, verify) if verify != 'none' else None
+            (broken if why else sound).append((backup, why))
+        sound = [b for b, _w in sound]
+        plan = apply_policy(sound, rules, now=now, time_of=lambda b: b['time'])
+        keep = [dict(item=e['item'], reasons=list(e['reasons'])) for e in plan['keep']]
+        remove = list(plan['remove'])
+        if sound and sound[0] in remove:  # the newest sound backup always stays
+            remove.remove(sound[0])
+            keep.insert(0, dict(item=sound[0], reasons=['newest']))
+        broken_out = []
+        for backup, why in broken:
+            broken_out.append(dict(remote_entry(rclone, host, backup), reason=why,
+                                   removed=bool(remove_broken)))
+            if remove_broken:
+                remove.append(backup)
+        doomed_all += remove
+        kept = [remote_entry(rclone, host, e['item'], e['reasons']) for e in keep]
+        removed = [remote_entry(rclone, host, b) for b in remove]
+        result['kept'] += kept
+        result['removed'] += removed
+        result['broken'] += broken_out
+        result['bytes_freed'] += sum(b['manifest'].get('bytes_stored') or 0 for b in remove)
+        result['folders'].append(dict(folder=where, kept=len(kept), removed=len(removed),
+                                      broken=len(broken_out), cleaned=0, orphans=scan['orphans'],
+                                      unknown=scan['unknown'], bad_manifests=scan['bad_manifests']))
+        if removed:
+            before = sorted(b['manifest_path'].split('/')[-1] for b in scan['complete'])
+            gone = set(b['manifest_path'].split('/')[-1] for b in remove)
+            after = [n for n in before if n not in gone]
+            diffs.append(dict(before_header=where, after_header=where, before=''.join(n + '\n' for n in before),
+                              after=''.join(n + '\n' for n in after)))
+    return doomed_all
 
 
 def delete_backups(rclone, host, doomed):
@@ -224,7 +203,7 @@ def delete_backups(rclone, host, doomed):
             removed=[base + p for p in removed])
 
 
-def _remote_entry(rclone, host, backup, reasons=None):
+def remote_entry(rclone, host, backup, reasons=None):
     base = '%s/%s/' % (rclone.display, host)
     out = dict(archive=base + backup['archive_path'], manifest=base + backup['manifest_path'],
                created=backup['manifest'].get('created'), bytes=backup['manifest'].get('bytes_stored'))

@@ -14,13 +14,12 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
-from ansible_collections.holdfast.volumes.plugins.module_utils._offsite import plan_sync, run_sync
+from ansible_collections.holdfast.volumes.plugins.module_utils._offsite import plan_sync, run_remote_info, run_sync
 from ansible_collections.holdfast.volumes.plugins.module_utils._rclone import (
     explain,
     rclone_message,
     validate_remote,
 )
-from ansible_collections.holdfast.volumes.plugins.module_utils._remote_store import run_remote_info
 
 FAKE = str(Path(__file__).resolve().parents[2] / 'fixtures' / 'fake_rclone.py')
 
