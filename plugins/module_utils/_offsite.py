@@ -376,8 +376,8 @@ def run_remote_rotation(params, check_mode=False):
         scans = scan_remote(rclone, host, volumes)
         if volumes and not any(scan['complete'] or scan['orphans'] for scan in scans.values()):
             raise HoldfastError("No backups of %s on remote %s under %s." % (params['volume'], rclone.display, host))
-        doomed_all = plan_remote_rotation(rclone, host, scans, rules, now, verify, params.get('remove_broken'),
-                                          result, diffs)
+        doomed_all = plan_remote_rotation(rclone, host, scans, dict(
+            rules=rules, now=now, verify=verify, remove_broken=params.get('remove_broken')), result, diffs)
         if doomed_all and not check_mode:
             delete_backups(rclone, host, doomed_all)
     result['changed'] = bool(result['removed'])

@@ -133,10 +133,12 @@ def check_remote_backup(rclone, host, backup, verify):
     return None
 
 
-def plan_remote_rotation(rclone, host, scans, rules, now, verify, remove_broken, result, diffs):
-    """backup_rotation's plan on the remote store, per folder: the policy on the sound backups (the newest sound one
-    always stays), broken ones reported (removed only with remove_broken); adds to result (kept, removed, broken,
-    bytes_freed, folders) and diffs. Returns the backups to remove."""
+def plan_remote_rotation(rclone, host, scans, policy, result, diffs):
+    """backup_rotation's plan on the remote store, per folder: the policy (dict of rules, now, verify,
+    remove_broken) on the sound backups (the newest sound one always stays), broken ones reported (removed only
+    with remove_broken); adds to result (kept, removed, broken, bytes_freed, folders) and diffs. Returns the
+    backups to remove."""
+    rules, now, verify, remove_broken = policy['rules'], policy['now'], policy['verify'], policy['remove_broken']
     doomed_all = []
     for folder, scan in scans.items():
         where = '%s/%s/%s' % (rclone.display, host, folder)
