@@ -14,7 +14,10 @@ import yaml
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, '.tmp', 'collections'))
-from ansible_collections.holdfast.volumes.plugins.module_utils._model_schema import role_option  # noqa: E402
+from ansible_collections.holdfast.volumes.plugins.module_utils._model_schema import (  # noqa: E402
+    offsite_role_option,
+    role_option,
+)
 
 ROLES = ('volumes', 'encryption', 'backup', 'restore')
 
@@ -31,7 +34,10 @@ def render(path):
         data = yaml.safe_load(handle)
     option = data['argument_specs']['main']['options']['holdfast_volumes']
     option.clear()
-    option.update(role_option(DESCRIPTIONS[os.path.basename(os.path.dirname(os.path.dirname(path)))]))
+    role = os.path.basename(os.path.dirname(os.path.dirname(path)))
+    option.update(role_option(DESCRIPTIONS[role]))
+    if role == 'backup':  # the host-wide offsite default, validated like backup.offsite
+        data['argument_specs']['main']['options']['holdfast_backup_offsite'] = offsite_role_option()
     return '---\n' + yaml.dump(data, Dumper=Dumper, sort_keys=False, width=116, default_flow_style=False,
                                allow_unicode=True)
 

@@ -20,7 +20,17 @@ description:
     V(permissions) return the entries that have those settings.
   - V(backup_jobs) returns, for each entry with C(backup), the parameters of M(holdfast.volumes.volume_backup)
     (key C(backup)) and of M(holdfast.volumes.backup_rotation) (key C(rotation), V(null) without C(retention)).
-    The backup role runs these jobs, and writes them for its scheduled runner.
+    The backup role runs these jobs, and writes them for its scheduled runner. Each job also has C(offsite),
+    V(null), or the volume's offsite copy without its secrets (C(remote_id), the index of its remote in
+    V(offsite_remotes); C(host); C(retention), V(null) when the remote keeps every copy).
+  - V(offsite_remotes) returns the distinct remotes (with their options, secrets included; never loop over them in
+    a task that is not C(no_log)). V(offsite_syncs) returns one M(holdfast.volumes.backup_sync) per distinct remote
+    and destination (C(dest), C(volumes), C(host), C(remote_id), C(label); no secrets), V(offsite_rotations) one
+    M(holdfast.volumes.backup_rotation) per volume with an offsite retention (C(volume), C(host), C(remote_id),
+    C(label) and the policy's rules; no secrets). V(schedule) returns what the scheduled runner's jobs file holds.
+  - The offsite setting of a volume is its C(backup.offsite) merged over O(offsite) (the host-wide default); a
+    volume opts out with C(enabled=false). Its retention falls back to that of O(offsite), then to
+    C(backup.retention).
   - Whatever the facet, the whole list is first checked against the one definition of the model (the same one
     every role's argument spec is generated from). Unknown keys (a typo such as C(retension)), wrong types,
     invalid names, integer modes and invalid retention policies fail with every problem listed, before any role
@@ -34,8 +44,15 @@ options:
   facet:
     description: Which part to return.
     type: str
-    choices: [all, check, volumes, encrypted, backups, backup_jobs, seeds, permissions]
+    choices: [all, check, volumes, encrypted, backups, backup_jobs, seeds, permissions, offsite_remotes,
+              offsite_syncs, offsite_rotations, schedule]
     default: all
+  offsite:
+    description: The host-wide offsite default (the backup role's C(holdfast_backup_offsite)), validated too.
+    type: dict
+  host:
+    description: The host name the offsite copies are filed under (the backup role's C(holdfast_backup_host)).
+    type: str
 '''
 
 EXAMPLES = r'''
@@ -52,12 +69,17 @@ _value:
   type: raw
 '''
 
+import json
+import re
+
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
-from ansible_collections.holdfast.volumes.plugins.module_utils._model_schema import validate_model
+from ansible_collections.holdfast.volumes.plugins.module_utils._model_schema import effective_offsite, validate_model
 from ansible_collections.holdfast.volumes.plugins.module_utils._retention import validate_policy
 
+# the host folder on a remote, as backup_sync accepts it (checked here too, so it fails before the first backup)
+HOST_RE = re.compile(r'^[A-Za-z0-9_.@-]+$')
 DEFAULTS = dict(driver='local', driver_options={}, labels={}, state='present', recurse=True)
 DOCKER_KEYS = ('name', 'driver', 'driver_options', 'labels', 'state')
 # backup settings of an entry that are volume_backup options as they are
@@ -65,7 +87,17 @@ BACKUP_KEYS = ('compression', 'compression_level', 'quiesce', 'stop_timeout', 'e
                'verify')
 
 
-def backup_job(entry):
+def remote_key(remote):
+    """Two remotes are the same when type, path and options are."""
+    return json.dumps([remote.get('type'), remote.get('path'), remote.get('options') or {}], sort_keys=True,
+                      default=str)
+
+
+def remote_label(remote):
+    return '%s:%s' % (remote.get('type'), remote.get('path'))
+
+
+def backup_job(entry, offsite_default=None, host=None, remotes=None):
     backup = entry['backup']
     if not isinstance(backup, dict) or not backup.get('dest'):
         raise AnsibleFilterError("holdfast_volumes entry %s: backup needs at least a dest." % entry['name'])
@@ -80,14 +112,51 @@ def backup_job(entry):
                                      % (entry['name'], exc.msg)) from None
         rotation = dict(volume=entry['name'], dest=backup['dest'])
         rotation.update((k, v) for k, v in backup['retention'].items() if v is not None)
-    return dict(name=entry['name'], backup=params, rotation=rotation)
+    offsite = None
+    merged = effective_offsite(entry, offsite_default)
+    if merged:
+        remote = dict(type=merged['remote']['type'], path=merged['remote']['path'],
+                      options=dict(merged['remote'].get('options') or {}))
+        keys = [remote_key(r) for r in remotes]
+        if remote_key(remote) not in keys:
+            remotes.append(remote)
+            keys.append(remote_key(remote))
+        retention = dict((k, v) for k, v in (merged.get('retention') or {}).items() if v is not None) or None
+        offsite = dict(remote_id=keys.index(remote_key(remote)), label=remote_label(remote), host=host,
+                       retention=retention)
+    return dict(name=entry['name'], backup=params, rotation=rotation, offsite=offsite)
 
 
-def volume_model(entries, facet='all'):
+def offsite_plan(jobs):
+    """The syncs (one per remote and destination, its volumes in model order) and the remote rotations (one per
+    volume with an offsite retention) of the backup jobs. No secrets: the remotes are named by remote_id."""
+    syncs, rotations = [], []
+    for job in jobs:
+        offsite = job['offsite']
+        if not offsite:
+            continue
+        for sync in syncs:
+            if sync['remote_id'] == offsite['remote_id'] and sync['dest'] == job['backup']['dest']:
+                sync['volumes'].append(job['name'])
+                break
+        else:
+            syncs.append(dict(dest=job['backup']['dest'], volumes=[job['name']], host=offsite['host'],
+                              remote_id=offsite['remote_id'], label=offsite['label']))
+        if offsite['retention']:
+            rotation = dict(volume=job['name'], host=offsite['host'], remote_id=offsite['remote_id'],
+                            label='%s %s' % (offsite['label'], job['name']))
+            rotation.update(offsite['retention'])
+            rotations.append(rotation)
+    return syncs, rotations
+
+
+def volume_model(entries, facet='all', offsite=None, host=None):
     if not isinstance(entries, (list, tuple)):
         raise AnsibleFilterError("volume_model expects the holdfast_volumes list.")
+    if offsite in (None, ''):
+        offsite = {}
     try:
-        validate_model(entries)
+        validate_model(entries, offsite_default=offsite)
     except HoldfastError as exc:
         raise AnsibleFilterError(exc.msg) from None
     if facet == 'check':
@@ -108,8 +177,24 @@ def volume_model(entries, facet='all'):
         return [e for e in present if e.get('encryption')]
     if facet == 'backups':
         return [e for e in present if e.get('backup')]
-    if facet == 'backup_jobs':
-        return [backup_job(e) for e in present if e.get('backup')]
+    if facet in ('backup_jobs', 'offsite_remotes', 'offsite_syncs', 'offsite_rotations', 'schedule'):
+        remotes = []
+        jobs = [backup_job(e, offsite, host, remotes) for e in present if e.get('backup')]
+        if any(job['offsite'] for job in jobs) and (not isinstance(host, str) or not HOST_RE.match(host)
+                                                    or host in ('.', '..')):
+            raise AnsibleFilterError("volume_model: offsite copies need the host they are filed under (host=, the "
+                                     "backup role's holdfast_backup_host): a host name (letters, digits, . _ @ -), "
+                                     "got %r." % (host,))
+        if facet == 'backup_jobs':
+            return jobs
+        if facet == 'offsite_remotes':
+            return remotes
+        syncs, rotations = offsite_plan(jobs)
+        if facet == 'offsite_syncs':
+            return syncs
+        if facet == 'offsite_rotations':
+            return rotations
+        return dict(jobs=jobs, offsite_remotes=remotes, offsite_syncs=syncs, offsite_rotations=rotations)
     if facet == 'seeds':
         return [e for e in present if e.get('seed')]
     if facet == 'permissions':

@@ -28,6 +28,24 @@ _RETENTION = dict((key, dict(type='int' if key[len('keep_'):] in COUNT_RULES els
                   for key in POLICY_KEYS)
 _RETENTION['timezone'] = dict(type='str', description='IANA time zone of the period rules (default UTC).')
 
+# an offsite copy: where (a backup_sync `remote`) and how long the copies stay there (a retention policy)
+_REMOTE = dict(
+    type=dict(type='str', required=True, description='The rclone backend (s3, sftp, webdav, b2, ...).'),
+    path=dict(type='str', required=True, description='Bucket and prefix, or the directory on the server.'),
+    options=dict(type='dict', default={}, description='The backend\'s settings, secrets included (put them in a '
+                                                     'vault); as the option of holdfast.volumes.backup_sync.'),
+)
+OFFSITE = dict(
+    enabled=dict(type='bool', default=True, description='false: no offsite copy of this volume (it opts out of '
+                                                        'holdfast_backup_offsite).'),
+    remote=dict(type='dict', options=_REMOTE, description='Where the copies go (the remote of '
+                                                          'holdfast.volumes.backup_sync); default the remote of '
+                                                          'holdfast_backup_offsite.'),
+    retention=dict(type='dict', options=_RETENTION,
+                   description='Retention policy on the remote; default the retention of holdfast_backup_offsite, '
+                               'else the volume\'s backup.retention; with neither the remote keeps every copy.'),
+)
+
 _ENCRYPTION = dict(
     path=dict(type='path', required=True, description='Mount point.'),
     backing_file=dict(type='path', description='Backing file (created).'),
@@ -76,6 +94,9 @@ MODEL = dict(
                         description='Commands run in containers after the copy, also after a failure.'),
         retention=dict(type='dict', options=_RETENTION,
                        description='Retention policy (keep_last, keep_daily, ..., keep_within, timezone).'),
+        offsite=dict(type='dict', options=OFFSITE,
+                     description='Verified copies on a remote (S3, SFTP, any rclone backend) after each backup, '
+                                 'rotated there; merged over holdfast_backup_offsite (see docs/offsite.md).'),
     )),
 )
 
@@ -105,6 +126,67 @@ def role_option(description):
                 options=_ordered(MODEL, with_description=True))
 
 
+def offsite_role_option():
+    """The `holdfast_backup_offsite` option of the backup role's meta/argument_specs.yml (the host-wide default)."""
+    return dict(description='The offsite copy of every volume with a backup policy and no backup.offsite of its own '
+                            '(remote and retention, as backup.offsite); none when empty.',
+                type='dict', default={}, options=_ordered(OFFSITE, with_description=True))
+
+
+def _check_offsite(where, offsite, problems):
+    """The rules beyond types of an offsite setting (an entry's backup.offsite, or the host-wide default)."""
+    from ansible_collections.holdfast.volumes.plugins.module_utils._retention import validate_policy
+
+    if isinstance(offsite, dict) and offsite.get('retention') not in (None, {}):
+        try:
+            validate_policy(offsite['retention'])
+        except HoldfastError as exc:
+            problems.append('%s.retention: %s' % (where, exc.msg))
+
+
+def effective_offsite(entry, default):
+    """The offsite setting of one entry with a backup policy: its own backup.offsite merged over the host-wide
+    default (key by key: remote, retention, enabled), the retention falling back to backup.retention. None when the
+    volume has no offsite copy (neither setting, or enabled: false)."""
+    backup = entry.get('backup') or {}
+    own = backup.get('offsite')
+    if own is None and not default:
+        return None
+    merged = dict(default or {})
+    merged.update((k, v) for k, v in (own or {}).items() if v is not None)
+    if merged.get('enabled') is False:
+        return None
+    if not merged.get('retention') and backup.get('retention'):
+        merged['retention'] = backup['retention']
+    return merged
+
+
+def validate_offsite_default(default):
+    """Check the host-wide default (holdfast_backup_offsite) against OFFSITE; raises HoldfastError."""
+    from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+
+    if default in (None, {}):
+        return
+    if not isinstance(default, dict):
+        raise HoldfastError("holdfast_backup_offsite must be a mapping (remote, retention), got %s."
+                            % type(default).__name__)
+    problems = [_spec_problem('holdfast_backup_offsite', error)
+                for error in ArgumentSpecValidator(_ordered(OFFSITE, False)).validate(dict(default)).errors]
+    _check_offsite('holdfast_backup_offsite', default, problems)
+    if problems:
+        raise HoldfastError("Invalid holdfast_backup_offsite, nothing was changed: " + " ".join(problems),
+                            problems=problems)
+
+
+def _spec_problem(where, error):
+    from ansible.module_utils.errors import UnsupportedError
+
+    if isinstance(error, UnsupportedError):
+        return '%s: unknown key(s) %s (a typo?); see the variable reference.' % (
+            where, error.msg.split('. Supported parameters')[0])
+    return '%s: %s' % (where, error.msg)
+
+
 def _string_map(where, value, problems):
     if not isinstance(value, dict):
         return
@@ -114,11 +196,11 @@ def _string_map(where, value, problems):
                             % (where, key, type(val).__name__, val, key, val))
 
 
-def validate_model(entries):
+def validate_model(entries, offsite_default=None):
     """Check the whole holdfast_volumes list against MODEL and the rules beyond types. Raises HoldfastError
-    listing every problem (nothing may change before the model is right)."""
+    listing every problem (nothing may change before the model is right). offsite_default: the host-wide
+    holdfast_backup_offsite, checked too (the backup role passes it)."""
     from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
-    from ansible.module_utils.errors import UnsupportedError
 
     from ansible_collections.holdfast.volumes.plugins.module_utils._permissions import ModeSpec
     from ansible_collections.holdfast.volumes.plugins.module_utils._retention import validate_policy
@@ -143,11 +225,7 @@ def validate_model(entries):
                 problems.append("%s: duplicate of holdfast_volumes[%d]." % (where, seen[entry['name']]))
             seen.setdefault(entry['name'], index)
         for error in validator.validate(dict(entry)).errors:
-            if isinstance(error, UnsupportedError):
-                problems.append('%s: unknown key(s) %s (a typo?); see the variable reference.'
-                                % (where, error.msg.split('. Supported parameters')[0]))
-            else:
-                problems.append('%s: %s' % (where, error.msg))
+            problems.append(_spec_problem(where, error))
         for field in ('driver_options', 'labels'):
             _string_map('%s %s' % (where, field), entry.get(field), problems)
         if entry.get('mode') not in (None, ''):
@@ -161,9 +239,19 @@ def validate_model(entries):
                 validate_policy(backup['retention'])
             except HoldfastError as exc:
                 problems.append('%s: backup.retention: %s' % (where, exc.msg))
+        if isinstance(backup, dict) and isinstance(backup.get('offsite'), dict):
+            _check_offsite('%s: backup.offsite' % where, backup['offsite'], problems)
+            offsite = effective_offsite(entry, offsite_default if isinstance(offsite_default, dict) else None)
+            if offsite and not isinstance(offsite.get('remote'), dict):
+                problems.append('%s: backup.offsite needs a remote (or holdfast_backup_offsite with one), or '
+                                'enabled: false.' % where)
         encryption = entry.get('encryption')
         if isinstance(encryption, dict) and bool(encryption.get('backing_file')) == bool(encryption.get('device')):
             problems.append('%s: encryption needs exactly one of backing_file and device.' % where)
+    try:
+        validate_offsite_default(offsite_default)
+    except HoldfastError as exc:
+        problems += exc.details.get('problems') or [exc.msg]
     if problems:
         raise HoldfastError("Invalid holdfast_volumes, nothing was changed: " + " ".join(problems),
                             problems=problems)

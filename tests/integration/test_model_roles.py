@@ -38,17 +38,20 @@ def test_every_role_refuses_a_typo_before_any_change(docker_client, prefix, tmp_
         'iter_tme': [dict(good, encryption={'path': str(tmp_path / 'm'), 'backing_file': str(tmp_path / 'f'),
                                             'pbkdf_iter_tme': 100})],
         'keep_dayly': [dict(good, backup={'dest': str(dest), 'retention': {'keep_dayly': 7}})],
+        'offsite': [dict(good, backup={'dest': str(dest), 'offsite': {
+            'remote': {'type': 'sftp', 'path': str(tmp_path / 'remote')}, 'retension': {'keep_last': 1}}})],
     }
     run = each_role(models)
     assert run.rc == 0, run.stdout + run.stderr
     for label, expected in (('retension', 'retension'), ('intmode', 'mode: "0700"'), ('iter_tme', 'pbkdf_iter_tme'),
-                            ('keep_dayly', 'keep_dayly')):
+                            ('keep_dayly', 'keep_dayly'), ('offsite', 'backup.offsite.retension')):
         for role in ROLES:
             message = run.task('msg %s %s' % (label, role))['msg']
             assert expected in message, (label, role, message)
     # nothing changed anywhere: no volume, no backup, no restore, no encrypted path
     assert not [v for v in (docker_client.volumes() or {}).get('Volumes') or [] if v['Name'].startswith(prefix)]
     assert list(dest.iterdir()) == [] and not (tmp_path / 'm').exists() and not (tmp_path / 'f').exists()
+    assert not (tmp_path / 'remote').exists()
 
 
 def test_every_role_accepts_the_whole_model(docker_client, prefix, tmp_path):

@@ -38,3 +38,61 @@ def test_every_facet_checks_the_whole_model_first(facet):
         volume_model([{'name': 'other'}, {'name': 'db', 'backup': {'dest': '/b', 'retension': {'keep_last': 1}}}],
                      facet)
     assert volume_model([{'name': 'db'}], 'check') is True
+
+
+S3 = {'type': 's3', 'path': 'bucket/prod', 'options': {'secret_access_key': 'hf-s3cr3t'}}
+SFTP = {'type': 'sftp', 'path': '/srv/offsite', 'options': {'host': 'b', 'pass': 'hf-pa55'}}
+
+
+def test_offsite_host_default_own_setting_opt_out_and_retention_fallbacks():
+    model = [
+        {'name': 'db', 'backup': {'dest': '/b', 'retention': {'keep_last': 3}}},  # default remote, local retention
+        {'name': 'files', 'backup': {'dest': '/b', 'offsite': {'retention': {'keep_daily': 30}}}},  # own retention
+        {'name': 'logs', 'backup': {'dest': '/c', 'offsite': {'remote': SFTP}}},  # own remote, default retention
+        {'name': 'cache', 'backup': {'dest': '/b', 'offsite': {'enabled': False}}},  # opts out
+        {'name': 'plain'},
+    ]
+    default = {'remote': S3, 'retention': None}
+    jobs = volume_model(model, 'backup_jobs', offsite=default, host='web1')
+    assert [j['offsite'] and (j['offsite']['remote_id'], j['offsite']['retention']) for j in jobs] == [
+        (0, {'keep_last': 3}), (0, {'keep_daily': 30}), (1, None), None]
+    assert jobs[0]['offsite']['host'] == 'web1' and jobs[0]['offsite']['label'] == 's3:bucket/prod'
+    assert volume_model(model, 'offsite_remotes', offsite=default, host='web1') == [S3, SFTP]
+    syncs = volume_model(model, 'offsite_syncs', offsite=default, host='web1')
+    assert syncs == [{'dest': '/b', 'volumes': ['db', 'files'], 'host': 'web1', 'remote_id': 0,
+                      'label': 's3:bucket/prod'},
+                     {'dest': '/c', 'volumes': ['logs'], 'host': 'web1', 'remote_id': 1,
+                      'label': 'sftp:/srv/offsite'}]
+    rotations = volume_model(model, 'offsite_rotations', offsite=default, host='web1')
+    assert [(r['volume'], r['remote_id'], r.get('keep_last'), r.get('keep_daily')) for r in rotations] == [
+        ('db', 0, 3, None), ('files', 0, None, 30)]
+    # what a task loops over never holds a secret (the remotes are named by index)
+    for secret in ('hf-s3cr3t', 'hf-pa55'):
+        assert secret not in repr(jobs) + repr(syncs) + repr(rotations)
+    # the host default with a retention of its own wins over the local retention
+    jobs = volume_model(model, 'backup_jobs', offsite={'remote': S3, 'retention': {'keep_weekly': 8}}, host='h')
+    assert jobs[0]['offsite']['retention'] == {'keep_weekly': 8}
+    # no default: only the volumes with an offsite setting of their own, and that one needs a remote
+    assert [j['offsite'] is not None for j in volume_model(model[2:], 'backup_jobs', host='h')] == [True, False]
+    with pytest.raises(AnsibleFilterError, match=r'\(files\): backup.offsite needs a remote'):
+        volume_model(model, 'backup_jobs', host='h')
+    with pytest.raises(AnsibleFilterError, match="host name .* got 'web/1'"):
+        volume_model(model, 'offsite_syncs', offsite=default, host='web/1')
+    schedule = volume_model(model, 'schedule', offsite=default, host='web1')
+    assert sorted(schedule) == ['jobs', 'offsite_remotes', 'offsite_rotations', 'offsite_syncs']
+
+
+@pytest.mark.parametrize('model, default, expected', [
+    ([{'name': 'db', 'backup': {'dest': '/b', 'offsite': {'remote': S3, 'retension': {}}}}], None,
+     r'\(db\): unknown key\(s\) backup.offsite.retension'),
+    ([{'name': 'db', 'backup': {'dest': '/b', 'offsite': {'remote': S3, 'retention': {'keep_dayly': 1}}}}], None,
+     r'\(db\): backup.offsite.retention: Unknown retention rule'),
+    ([{'name': 'db', 'backup': {'dest': '/b', 'offsite': {'remote': {'type': 's3'}}}}], None, 'path'),
+    ([{'name': 'db', 'backup': {'dest': '/b'}}], {'remote': S3, 'retention': {'keep_daily': -2}},
+     'holdfast_backup_offsite.retention: keep_daily must be a positive'),
+    ([{'name': 'db', 'backup': {'dest': '/b'}}], {'remot': S3}, r'holdfast_backup_offsite: unknown key\(s\) remot'),
+])
+def test_offsite_typos_fail_before_any_backup(model, default, expected):
+    for facet in ('check', 'backup_jobs'):
+        with pytest.raises(AnsibleFilterError, match=expected):
+            volume_model(model, facet, offsite=default, host='h')

@@ -24,7 +24,24 @@ def test_every_role_validates_the_same_model(role):
     assert option['options'] == role_option('')['options'], "run python3 scripts/model-spec.py"
     assert option['type'] == 'list' and option['elements'] == 'dict'
     tasks = yaml.safe_load((ROOT / 'roles' / role / 'tasks' / 'main.yml').read_text())
-    assert "volume_model('check')" in tasks[0]['ansible.builtin.assert']['that'] and tasks[0]['tags'] == ['always']
+    assert "volume_model('check'" in tasks[0]['ansible.builtin.assert']['that'] and tasks[0]['tags'] == ['always']
+
+
+def test_the_backup_role_names_the_retention_rules_once_and_as_the_model_does():
+    """Its one backup_rotation task (tasks/rotate.yml, for the local store and the remotes) passes every rule of
+    the model's retention, under the same names; no other task of the role names one."""
+    from ansible_collections.holdfast.volumes.plugins.module_utils._model_schema import MODEL, OFFSITE
+
+    rules = set(MODEL['backup']['options']['retention']['options'])
+    assert rules == set(OFFSITE['retention']['options'])
+    task = yaml.safe_load((ROOT / 'roles' / 'backup' / 'tasks' / 'rotate.yml').read_text())[0]
+    args = task['holdfast.volumes.backup_rotation']
+    assert rules <= set(args) and set(args) - rules == {'dest', 'remote', 'host', 'volume'}
+    for name in rules:
+        assert args[name] == '{{ item.%s | default(omit) }}' % name
+    for other in (ROOT / 'roles' / 'backup' / 'tasks').glob('*.yml'):
+        if other.name != 'rotate.yml':
+            assert 'keep_daily' not in other.read_text(), other
 
 
 def test_the_whole_model_is_accepted():

@@ -12,7 +12,13 @@ import pytest
 from ansible_collections.holdfast.volumes.plugins.module_utils._backup import BACKUP_OPTIONS
 from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
 from ansible_collections.holdfast.volumes.plugins.module_utils._rotation import ROTATION_OPTIONS
-from ansible_collections.holdfast.volumes.plugins.module_utils._scheduled import load_jobs, run_jobs, with_defaults
+from ansible_collections.holdfast.volumes.plugins.module_utils._scheduled import (
+    load_jobs,
+    load_plan,
+    run_jobs,
+    run_offsite,
+    with_defaults,
+)
 
 
 def test_defaults_are_the_modules_own():
@@ -71,3 +77,52 @@ def test_jobs_file_must_be_the_owners_alone(tmp_path):
         load_jobs(str(path))
     with pytest.raises(HoldfastError, match='Cannot read'):
         load_jobs(str(tmp_path / 'missing.json'))
+
+
+REMOTE = {'type': 's3', 'path': 'b/p', 'options': {'secret_access_key': 'hf-s3cr3t'}}
+
+
+def test_a_jobs_file_with_remotes_must_be_unreadable_to_others(tmp_path):
+    path = tmp_path / 'jobs.json'
+    path.write_text(json.dumps({'jobs': [], 'offsite_remotes': [REMOTE], 'offsite_syncs': []}))
+    os.chmod(path, 0o644)
+    with pytest.raises(HoldfastError, match='holds remote credentials and must be readable by its owner alone'):
+        load_plan(str(path))
+    os.chmod(path, 0o600)
+    assert load_plan(str(path))['offsite_remotes'] == [REMOTE]
+    path.write_text(json.dumps({'jobs': []}))
+    os.chmod(path, 0o644)  # no remote, no secret: readable is fine (as before)
+    assert load_plan(str(path)) == {'jobs': [], 'offsite_remotes': [], 'offsite_syncs': [], 'offsite_rotations': []}
+
+
+def test_offsite_syncs_then_rotations_of_the_volumes_whose_sync_worked():
+    from ansible_collections.holdfast.volumes.plugins.module_utils._offsite import REMOTE_STORE_OPTIONS, SYNC_OPTIONS
+
+    plan = {'jobs': [], 'offsite_remotes': [REMOTE, dict(REMOTE, path='down')],
+            'offsite_syncs': [{'dest': '/b', 'volumes': ['db', 'new'], 'host': 'web1', 'remote_id': 0, 'label': 'a'},
+                              {'dest': '/b', 'volumes': ['files'], 'host': 'web1', 'remote_id': 1, 'label': 'b'}],
+            'offsite_rotations': [{'volume': v, 'host': 'web1', 'remote_id': r, 'label': 'x', 'keep_last': 2}
+                                  for v, r in (('db', 0), ('new', 0), ('files', 1))]}
+    calls, lines = [], []
+
+    def sync(params):
+        calls.append(('sync', params['remote']['path'], params['volumes'], params['verify']))
+        if params['remote']['path'] == 'down':
+            raise HoldfastError('remote down')
+        return dict(copied=[{}], present=1, bytes_copied=5)
+
+    def rotate(params):
+        calls.append(('rotate', params['volume'], params['keep_last'], params['remote']['path'], params['dest']))
+        if params['volume'] == 'new':
+            raise HoldfastError('No backups of new on remote s3:b/p under web1.')
+        return dict(kept=[{}, {}], removed=[{}], broken=[]), []
+
+    spec = dict(ROTATION_OPTIONS, dest=dict(type='path'), **REMOTE_STORE_OPTIONS)
+    failed = run_offsite(plan, sync, rotate, SYNC_OPTIONS, spec, lines.append)
+    assert failed == 1
+    assert calls == [('sync', 'b/p', ['db', 'new'], 'auto'), ('sync', 'down', ['files'], 'auto'),
+                     ('rotate', 'db', 2, 'b/p', None), ('rotate', 'new', 2, 'b/p', None)]
+    assert [(line['ok'], line.get('copied'), line.get('removed'), line.get('skipped')) for line in lines] == [
+        (True, 1, None, None), (False, None, None, None), (True, None, 1, None), (True, None, None, None),
+        (True, None, None, 'its offsite sync did not run or failed')]
+    assert 'hf-s3cr3t' not in json.dumps(lines)
