@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: holdfast.volumes contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""backup_sync, the doing part: verified offsite copies of a local backup store through rclone.
+"""backup_sync, the doing part: verified offsite copies of a local backup store through rclone; and the remote
+side of backup_info and backup_rotation (the remote store itself: _remote_store.py).
 
 Remote layout: <remote.path>/<host>/<volume folder>/<archive> and <...>.manifest.json, the local layout under a
 host name, so one bucket holds a fleet and a replacement host finds another host's backups by that name.
@@ -14,8 +15,9 @@ One run:
 3. the archives to copy are read locally once (sha256 against the local manifest, md5 for the remote's check),
    while rclone uploads them: a local archive that fails its own manifest never gets a manifest on the remote;
 4. each uploaded archive is verified against the manifest's sha256: by the md5 the remote computes itself when it
-   can be trusted to (S3 single-part uploads: the ETag; SFTP: md5sum run on the server), else by reading it back
-   (rclone cat into sha256);
+   can be trusted to (S3 single-part uploads: the ETag; SFTP: md5sum run on the server), compared with this
+   module's md5 of the local archive; rclone copy reports the remote's md5 right after each upload (a separate
+   hashsum run only for the files it did not compare); else by reading it back (rclone cat into sha256);
 5. the manifests of the verified archives are uploaded last, so a reader of the remote only ever sees complete
    backups.
 """
@@ -24,46 +26,38 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import atexit
 import datetime
 import hashlib
 import os
 import re
-import socket
 import threading
 
-from ansible_collections.holdfast.volumes.plugins.module_utils._archive import (
-    MANIFEST_MAX,
-    MANIFEST_SUFFIX,
-    backup_folders,
-    classify_folder,
-    list_backups,
-    read_manifest,
-    safe_folder_name,
-)
+from ansible_collections.holdfast.volumes.plugins.module_utils._archive import backup_folders, list_backups
 from ansible_collections.holdfast.volumes.plugins.module_utils._backup import FolderLock
 from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
-from ansible_collections.holdfast.volumes.plugins.module_utils._rclone import Rclone, explain, rclone_message
+from ansible_collections.holdfast.volumes.plugins.module_utils._rclone import Rclone
+from ansible_collections.holdfast.volumes.plugins.module_utils._remote_store import (
+    CHUNK,
+    REMOTE_SPEC,
+    check_remote_backup,
+    delete_backups,
+    host_folder,
+    plan_remote_rotation,
+    read_back_sha256,
+    scan_remote,
+)
 from ansible_collections.holdfast.volumes.plugins.module_utils._retention import (
     POLICY_KEYS,
-    apply_policy,
     parse_time,
     validate_policy,
 )
 from ansible_collections.holdfast.volumes.plugins.module_utils._rotation import broken_warnings
 
-CHUNK = 4 * 1024 * 1024
-HOST_RE = re.compile(r'^[A-Za-z0-9_.@-]+$')
 BWLIMIT_RE = re.compile(r'^(off|\d+(\.\d+)?[BKMGTP]?(:\d+(\.\d+)?[BKMGTP]?)?)$', re.IGNORECASE)
 SINGLE_PART_LIMIT = 5 * 1024 ** 3  # --s3-upload-cutoff 5G
 # backends whose md5 is computed by the server from the stored bytes (for s3 only for single-part objects)
 TRUSTED_MD5 = ('s3', 'sftp', 'local')
 
-REMOTE_SPEC = dict(
-    type=dict(type='str', required=True),
-    path=dict(type='str', required=True),
-    options=dict(type='dict', default={}, no_log=True),
-)
 SYNC_OPTIONS = dict(
     dest=dict(type='path', required=True),
     volumes=dict(type='list', elements='str'),
@@ -77,17 +71,11 @@ SYNC_OPTIONS = dict(
 )
 
 
-def default_source():
-    return socket.gethostname().split('.')[0] or 'localhost'
-
-
 def validate_sync(params):
     dest = params.get('dest')
     if not dest or not os.path.isabs(dest):
         raise HoldfastError("dest must be an absolute directory path, got %r." % dest)
-    source = params.get('host') or default_source()
-    if not HOST_RE.match(source) or source in ('.', '..'):
-        raise HoldfastError("host must be a host name (letters, digits, . _ @ -), got %r." % source)
+    source = host_folder(params.get('host'))
     if (params.get('transfers') or 0) < 1:
         raise HoldfastError("transfers must be 1 or more.")
     if params.get('bwlimit') and not BWLIMIT_RE.match(params['bwlimit']):
@@ -139,29 +127,6 @@ def hash_local(path, want_md5=True):
                 md5.update(block)
             size += len(block)
     return sha.hexdigest(), md5.hexdigest() if md5 is not None else None, size
-
-
-def read_back_sha256(rclone, relpath, sub):
-    """Stream a remote object through sha256: (digest, size) or raises with rclone's message."""
-    proc, err = rclone.stream(relpath, sub)
-    digest = hashlib.sha256()
-    size = 0
-    try:
-        while True:
-            block = proc.stdout.read(CHUNK)
-            if not block:
-                break
-            digest.update(block)
-            size += len(block)
-    finally:
-        proc.stdout.close()
-        code = proc.wait()
-        err.seek(0)
-        stderr = err.read().decode('utf-8', 'replace')
-        err.close()
-    if code != 0:
-        rclone.fail('Reading back %s' % relpath, stderr)
-    return digest.hexdigest(), size
 
 
 def local_backups(dest, volumes):
@@ -221,108 +186,24 @@ def _sync(rclone, params, source, verify, check_mode):
     dest = params['dest']
     local, missing = local_backups(dest, params.get('volumes'))
     warnings = ['no local backups of %s in %s' % (name, dest) for name in missing]
-    remote_files = rclone.list_files(source)
-    present, to_copy = plan_sync(local, remote_files)
+    present, to_copy = plan_sync(local, rclone.list_files(source))
     result = dict(changed=bool(to_copy), remote=rclone.display, host=source, present=len(present),
                   copied=[], not_copied=[], bytes_copied=0, verify=verify)
-    before = sorted('%s/%s' % (p['folder'], p['backup']['manifest_name']) for p in present)
-    after = sorted(before + ['%s/%s' % (c['folder'], c['backup']['manifest_name']) for c in to_copy])
-    result['diff'] = dict(before_header='%s/%s' % (rclone.display, source), after_header='%s/%s' % (
-        rclone.display, source), before=''.join(n + '\n' for n in before), after=''.join(n + '\n' for n in after))
+    before = sorted(_manifest_rel(p) for p in present)
+    header = '%s/%s' % (rclone.display, source)
+    result['diff'] = dict(before_header=header, after_header=header, before=_lines(before),
+                          after=_lines(sorted(before + [_manifest_rel(c) for c in to_copy])))
     if check_mode:
         result['copied'] = [dict(_entry(c, source), repaired=c['repair'], verified_by=None) for c in to_copy]
-        result['rclone_runs'] = list(rclone.runs)
-        return result, warnings
-    if not to_copy:
-        result['rclone_runs'] = list(rclone.runs)
-        return result, warnings
-
-    trusted_md5 = rclone.type in TRUSTED_MD5 and verify in ('auto', 'hash')
-    # 3. read the local archives (sha256 against their manifests, md5 for the remote) while rclone uploads them
-    hashes = {}
-    hasher = threading.Thread(target=_hash_all, args=(to_copy, trusted_md5, hashes))
-    hasher.daemon = True
-    hasher.start()
-    rels = ['%s/%s' % (c['folder'], c['backup']['archive']) for c in to_copy]
-    code, _out, upload_err = rclone.copy(dest, rels, source, transfers=params.get('transfers') or 4,
-                                         bwlimit=params.get('bwlimit'))
-    hasher.join()
-    uploaded_listing = None
-    if code != 0:
-        # some may have arrived: look once at what is there now (sizes), verify those, report the rest
-        try:
-            uploaded_listing = rclone.list_files(source)
-        except HoldfastError:
-            rclone.fail('Uploading %d archive(s)' % len(rels), upload_err)
-        if not any(uploaded_listing.get(r) == c['backup']['manifest'].get('bytes_stored')
-                   for r, c in zip(rels, to_copy)):
-            rclone.fail('Uploading %d archive(s)' % len(rels), upload_err)
-
-    # 4. verify each uploaded archive
-    local_ok, candidates = [], []
-    for rel, item in zip(rels, to_copy):
-        backup = item['backup']
-        got = hashes.get(id(item))
-        if isinstance(got, OSError) or got is None:
-            why = 'local archive unreadable: %s' % (getattr(got, 'strerror', None) or 'removed during the sync')
-            result['not_copied'].append(dict(_entry(item, source), reason=why))
-            continue
-        sha, md5, size = got
-        if sha != backup['manifest'].get('sha256'):
-            result['not_copied'].append(dict(_entry(item, source), reason='the local archive does not match its '
-                                             'manifest (sha256 %s); not copied' % sha))
-            continue
-        if uploaded_listing is not None and uploaded_listing.get(rel) != size:
-            result['not_copied'].append(dict(_entry(item, source), reason='upload failed: %s' % (
-                rclone_message(upload_err, rclone.secrets))))
-            continue
-        local_ok.append((rel, item, md5, size))
-        candidates.append(rel)
-    remote_md5 = {}
-    if trusted_md5 and candidates:
-        remote_md5 = rclone.hashes(source, [r for r, item, md5, size in local_ok
-                                            if rclone.type != 's3' or size <= SINGLE_PART_LIMIT])
-    verified = []
-    for rel, item, md5, _size in local_ok:
-        theirs = remote_md5.get(rel)
-        entry = dict(_entry(item, source), repaired=item['repair'])
-        if theirs and re.match(r'^[0-9a-f]{32}$', theirs):
-            if theirs != md5:
-                result['not_copied'].append(dict(entry, reason='the remote md5 %s differs from the local archive (%s): '
-                                                 'the copy is corrupt; its manifest was not uploaded' % (theirs, md5)))
-                continue
-            entry['verified_by'] = 'remote md5'
-        elif verify == 'hash':
-            result['not_copied'].append(dict(entry, reason='the remote computes no md5 for this object; use verify: '
-                                             'auto or read'))
-            continue
-        else:
-            try:
-                digest, got_size = read_back_sha256(rclone, rel, source)
-            except HoldfastError as exc:  # one unreadable copy must not keep the others from their manifests
-                result['not_copied'].append(dict(entry, reason=exc.msg))
-                continue
-            if digest != item['backup']['manifest'].get('sha256'):
-                result['not_copied'].append(dict(entry, reason='read back: sha256 %s (%d bytes) does not match the '
-                                                 'manifest; its manifest was not uploaded' % (digest, got_size)))
-                continue
-            entry['verified_by'] = 'read back sha256'
-        verified.append((item, entry))
-
-    # 5. the manifests last
-    if verified:
-        mrels = ['%s/%s' % (item['folder'], item['backup']['manifest_name']) for item, _e in verified]
-        code, _out, err = rclone.copy(dest, mrels, source, transfers=params.get('transfers') or 4,
-                                      what='Uploading manifests')
-        if code != 0:
-            rclone.fail('Uploading %d manifest(s)' % len(mrels), err)
-        for _item, entry in verified:
-            result['copied'].append(entry)
-            result['bytes_copied'] += entry['bytes'] or 0
-    result['changed'] = bool(result['copied'])
+    elif to_copy:
+        trusted_md5 = rclone.type in TRUSTED_MD5 and verify in ('auto', 'hash')
+        local_ok = _upload_archives(rclone, params, source, to_copy, trusted_md5, result)
+        verified = _verify_copies(rclone, source, verify, local_ok, trusted_md5, result)
+        _upload_manifests(rclone, params, source, verified, result)
+        result['changed'] = bool(result['copied'])
+        copied = ['%s/%s' % (e['folder'], os.path.basename(e['remote_manifest'])) for e in result['copied']]
+        result['diff']['after'] = _lines(sorted(before + copied))
     result['rclone_runs'] = list(rclone.runs)
-    copied = set('%s/%s' % (e['folder'], os.path.basename(e['remote_manifest'])) for e in result['copied'])
-    result['diff']['after'] = ''.join(n + '\n' for n in sorted(before + list(copied)))
     for item in result['not_copied']:
         warnings.append('not copied: %s: %s' % (item['remote_archive'], item['reason']))
     if result['not_copied']:
@@ -333,80 +214,118 @@ def _sync(rclone, params, source, verify, check_mode):
     return result, warnings
 
 
-# -- the remote as a backup store: backup_info, backup_rotation and volume_restore with `remote` --------------------
-
-REMOTE_STORE_OPTIONS = dict(
-    remote=dict(type='dict', options=REMOTE_SPEC),
-    host=dict(type='str'),
-    rclone_path=dict(type='path'),
-)
+def _manifest_rel(item):
+    return '%s/%s' % (item['folder'], item['backup']['manifest_name'])
 
 
-def _remote_host(params):
-    host = params.get('host') or default_source()
-    if not HOST_RE.match(host) or host in ('.', '..'):
-        raise HoldfastError("host must be a host name (letters, digits, . _ @ -), got %r." % host)
-    return host
+def _lines(names):
+    return ''.join(n + '\n' for n in names)
 
 
-def scan_remote(rclone, host, volumes=None):
-    """One recursive listing of <path>/<host> and one copy of its manifests into rclone's private directory.
+def _upload_archives(rclone, params, source, to_copy, trusted_md5, result):
+    """3. Read the local archives (sha256 against their manifests, md5 for the remote) while rclone uploads them.
 
-    Returns {folder name: scan} with the shape of _archive.list_backups (complete newest first, orphans, unknown,
-    bad_manifests; temps empty), where paths are relative to <path>/<host> and each complete backup carries the
-    remote archive's size. Manifests are hostile input: parsed with the same rules as local ones.
-    """
-    files = rclone.list_files(host)
-    wanted = set(safe_folder_name(v) for v in volumes) if volumes else None
-    folders = {}
-    for rel, size in files.items():
-        parts = rel.split('/')
-        if len(parts) != 2 or (wanted is not None and parts[0] not in wanted):
-            continue
-        folders.setdefault(parts[0], {})[parts[1]] = size
-    for name in wanted or ():
-        folders.setdefault(name, {})
-    manifests = [f + '/' + n for f, names in folders.items() for n in names
-                 if n.endswith(MANIFEST_SUFFIX) and (names[n] or 0) <= MANIFEST_MAX]
-    local = os.path.join(rclone.tmpdir, 'manifests')
-    os.mkdir(local, 0o700)
-    if manifests:
-        code, _out, err = rclone.fetch(host, manifests, local)
-        if code != 0:
-            rclone.fail('Reading %d manifest(s)' % len(manifests), err)
-    out = {}
-    for folder, names in sorted(folders.items()):
-        def load(entry, folder=folder, names=names):
-            if (names[entry] or 0) > MANIFEST_MAX:
-                raise ValueError('manifest larger than %d bytes' % MANIFEST_MAX)
-            return read_manifest(os.path.join(local, folder, entry))  # hostile input: size, shape, types
-        found, orphans, unknown, bad = classify_folder(names, load)
-        complete = [dict(manifest=manifest, manifest_path='%s/%s' % (folder, entry),
-                         archive_path='%s/%s' % (folder, manifest['archive']), time=when,
-                         remote_size=names[manifest['archive']])
-                    for entry, manifest, when in found]
-        out[folder] = dict(complete=complete, orphans=orphans, temps=[], unknown=unknown, bad_manifests=bad)
-    return out
-
-
-def check_remote_backup(rclone, host, backup, verify):
-    """None when sound, else why it is broken: size from the listing; sha256 by reading the copy back."""
-    manifest = backup['manifest']
-    if manifest.get('bytes_stored') is not None and backup['remote_size'] != manifest['bytes_stored']:
-        return 'archive is %s bytes, manifest says %d' % (backup['remote_size'], manifest['bytes_stored'])
-    if verify == 'sha256':
+    Returns [(relative path, item, md5, size, the md5 rclone compared after the upload or None)] of the archives
+    that match their manifests and arrived; the others go to result['not_copied']. Fails when the upload failed and
+    none arrived."""
+    hashes = {}
+    hasher = threading.Thread(target=_hash_all, args=(to_copy, trusted_md5, hashes))
+    hasher.daemon = True
+    hasher.start()
+    rels = ['%s/%s' % (c['folder'], c['backup']['archive']) for c in to_copy]
+    seen_md5 = {} if trusted_md5 else None
+    code, _out, upload_err = rclone.copy(params['dest'], rels, source, transfers=params.get('transfers') or 4,
+                                         bwlimit=params.get('bwlimit'), seen_md5=seen_md5)
+    hasher.join()
+    uploaded_listing = None
+    if code != 0:
+        # some may have arrived: look once at what is there now (sizes), verify those, report the rest
         try:
-            actual, _size = read_back_sha256(rclone, backup['archive_path'], host)
-        except HoldfastError as exc:
-            return 'archive unreadable: %s' % exc.msg
-        if actual != manifest.get('sha256'):
-            return 'sha256 %s does not match the manifest (%s)' % (actual, manifest.get('sha256'))
+            uploaded_listing = rclone.list_files(source)
+        except HoldfastError:
+            rclone.fail('Uploading %d archive(s)' % len(rels), upload_err, writing=True)
+        if not any(uploaded_listing.get(r) == c['backup']['manifest'].get('bytes_stored')
+                   for r, c in zip(rels, to_copy)):
+            rclone.fail('Uploading %d archive(s)' % len(rels), upload_err, writing=True, answering=True)
+    local_ok = []
+    for rel, item in zip(rels, to_copy):
+        got = hashes.get(id(item))
+        if isinstance(got, OSError) or got is None:
+            why = 'local archive unreadable: %s' % (getattr(got, 'strerror', None) or 'removed during the sync')
+        elif got[0] != item['backup']['manifest'].get('sha256'):
+            why = 'the local archive does not match its manifest (sha256 %s); not copied' % got[0]
+        elif uploaded_listing is not None and uploaded_listing.get(rel) != got[2]:
+            why = 'upload failed%s' % rclone.failure(upload_err, writing=True, answering=True)
+        else:
+            local_ok.append((rel, item, got[1], got[2], (seen_md5 or {}).get(rel)))
+            continue
+        result['not_copied'].append(dict(_entry(item, source), reason=why))
+    return local_ok
+
+
+def _verify_copies(rclone, source, verify, local_ok, trusted_md5, result):
+    """4. Verify each uploaded archive: by the md5 the remote computes when it can be trusted, else by reading it
+    back into sha256. Returns [(item, entry)] of the verified ones; the others go to result['not_copied']."""
+    trusted = [ok for ok in local_ok if trusted_md5 and (rclone.type != 's3' or ok[3] <= SINGLE_PART_LIMIT)]
+    # the md5 rclone compared after the upload is the remote's; only for the others is the remote asked again
+    remote_md5 = dict((ok[0], ok[4]) for ok in trusted if ok[4])
+    ask = [ok[0] for ok in trusted if not ok[4]]
+    if ask:
+        remote_md5.update(rclone.hashes(source, ask))
+    verified = []
+    for rel, item, md5, _size, _seen in local_ok:
+        theirs = remote_md5.get(rel)
+        entry = dict(_entry(item, source), repaired=item['repair'])
+        why = None
+        if theirs and re.match(r'^[0-9a-f]{32}$', theirs):
+            if theirs != md5:
+                why = ('the remote md5 %s differs from the local archive (%s): the copy is corrupt; its manifest was '
+                       'not uploaded' % (theirs, md5))
+            entry['verified_by'] = 'remote md5'
+        elif verify == 'hash':
+            why = 'the remote computes no md5 for this object; use verify: auto or read'
+        else:
+            why = _read_back(rclone, rel, source, item['backup']['manifest'].get('sha256'))
+            entry['verified_by'] = 'read back sha256'
+        if why:
+            entry.pop('verified_by', None)
+            result['not_copied'].append(dict(entry, reason=why))
+        else:
+            verified.append((item, entry))
+    return verified
+
+
+def _read_back(rclone, rel, source, sha256):
+    """None when the copy read back matches sha256, else why not."""
+    try:
+        digest, got_size = read_back_sha256(rclone, rel, source)
+    except HoldfastError as exc:  # one unreadable copy must not keep the others from their manifests
+        return exc.msg
+    if digest != sha256:
+        return 'read back: sha256 %s (%d bytes) does not match the manifest; its manifest was not uploaded' % (
+            digest, got_size)
     return None
 
 
+def _upload_manifests(rclone, params, source, verified, result):
+    """5. The manifests last: a reader of the remote only ever sees complete backups."""
+    if not verified:
+        return
+    mrels = [_manifest_rel(item) for item, _e in verified]
+    code, _out, err = rclone.copy(params['dest'], mrels, source, transfers=params.get('transfers') or 4,
+                                  what='Uploading manifests')
+    if code != 0:
+        rclone.fail('Uploading %d manifest(s)' % len(mrels), err, writing=True)
+    for _item, entry in verified:
+        result['copied'].append(entry)
+        result['bytes_copied'] += entry['bytes'] or 0
+
+
+# -- backup_info and backup_rotation on the remote store -------------------------------------------------------
+
 def run_remote_info(params):
     now = datetime.datetime.now(datetime.timezone.utc)
-    host = _remote_host(params)
+    host = host_folder(params.get('host'))
     verify = params.get('verify') or 'size'
     with Rclone(params['remote'], params.get('rclone_path')) as rclone:
         scans = scan_remote(rclone, host, params.get('volumes'))
@@ -448,7 +367,7 @@ def run_remote_rotation(params, check_mode=False):
         policy['timezone'] = params['timezone']
     rules = validate_policy(policy)
     now = parse_time(params['now'], 'now') if params.get('now') else None
-    host = _remote_host(params)
+    host = host_folder(params.get('host'))
     verify = params.get('verify') or 'sha256'
     volumes = [params['volume']] if params.get('volume') else None
     result = dict(changed=False, kept=[], removed=[], broken=[], cleaned=[], bytes_freed=0, folders=[])
@@ -457,141 +376,10 @@ def run_remote_rotation(params, check_mode=False):
         scans = scan_remote(rclone, host, volumes)
         if volumes and not any(scan['complete'] or scan['orphans'] for scan in scans.values()):
             raise HoldfastError("No backups of %s on remote %s under %s." % (params['volume'], rclone.display, host))
-        doomed_all = []
-        for folder, scan in scans.items():
-            where = '%s/%s/%s' % (rclone.display, host, folder)
-            sound, broken = [], []
-            for backup in scan['complete']:
-                why = check_remote_backup(rclone, host, backup, verify) if verify != 'none' else None
-                (broken if why else sound).append((backup, why))
-            sound = [b for b, _w in sound]
-            plan = apply_policy(sound, rules, now=now, time_of=lambda b: b['time'])
-            keep = [dict(item=e['item'], reasons=list(e['reasons'])) for e in plan['keep']]
-            remove = list(plan['remove'])
-            if sound and sound[0] in remove:  # the newest sound backup always stays
-                remove.remove(sound[0])
-                keep.insert(0, dict(item=sound[0], reasons=['newest']))
-            broken_out = []
-            for backup, why in broken:
-                broken_out.append(dict(_remote_entry(rclone, host, backup), reason=why,
-                                       removed=bool(params.get('remove_broken'))))
-                if params.get('remove_broken'):
-                    remove.append(backup)
-            doomed_all += remove
-            kept = [_remote_entry(rclone, host, e['item'], e['reasons']) for e in keep]
-            removed = [_remote_entry(rclone, host, b) for b in remove]
-            result['kept'] += kept
-            result['removed'] += removed
-            result['broken'] += broken_out
-            result['bytes_freed'] += sum(b['manifest'].get('bytes_stored') or 0 for b in remove)
-            result['folders'].append(dict(folder=where, kept=len(kept), removed=len(removed),
-                                          broken=len(broken_out), cleaned=0, orphans=scan['orphans'],
-                                          unknown=scan['unknown'], bad_manifests=scan['bad_manifests']))
-            if removed:
-                before = sorted(b['manifest_path'].split('/')[-1] for b in scan['complete'])
-                gone = set(b['manifest_path'].split('/')[-1] for b in remove)
-                after = [n for n in before if n not in gone]
-                diffs.append(dict(before_header=where, after_header=where, before=''.join(n + '\n' for n in before),
-                                  after=''.join(n + '\n' for n in after)))
+        doomed_all = plan_remote_rotation(rclone, host, scans, dict(
+            rules=rules, now=now, verify=verify, remove_broken=params.get('remove_broken')), result, diffs)
         if doomed_all and not check_mode:
-            # manifests first: from then on these backups no longer count; then their archives
-            rclone.delete(host, [b['manifest_path'] for b in doomed_all], 'Removing manifests')
-            rclone.delete(host, [b['archive_path'] for b in doomed_all], 'Removing archives')
+            delete_backups(rclone, host, doomed_all)
     result['changed'] = bool(result['removed'])
     result['diff'] = diffs
     return result, broken_warnings(result['broken'])
-
-
-def _remote_entry(rclone, host, backup, reasons=None):
-    base = '%s/%s/' % (rclone.display, host)
-    out = dict(archive=base + backup['archive_path'], manifest=base + backup['manifest_path'],
-               created=backup['manifest'].get('created'), bytes=backup['manifest'].get('bytes_stored'))
-    if reasons is not None:
-        out['reasons'] = reasons
-    return out
-
-
-class RemoteArchive(str):
-    """An archive on a remote, for volume_restore: its display name (a str, for results and messages) and open(),
-    a stream of its bytes from `rclone cat` (nothing stored locally). A stream that ends because rclone failed
-    raises OSError on its last read, so a truncated download never passes for a short archive."""
-
-    def __new__(cls, rclone, host, relpath):
-        obj = str.__new__(cls, '%s/%s/%s' % (rclone.display, host, relpath))
-        obj.rclone, obj.host, obj.relpath = rclone, host, relpath
-        return obj
-
-    def open(self):
-        return _RemoteStream(self.rclone, self.host, self.relpath)
-
-
-class RemoteReadError(OSError, HoldfastError):
-    """A download cut off or refused: an OSError for the readers of archives (which treat it as a read error), and
-    a HoldfastError (a clear message, never a traceback) where nothing catches it."""
-
-    def __init__(self, msg):
-        OSError.__init__(self, msg)
-        self.msg = msg
-        self.details = {}
-
-
-class _RemoteStream(object):
-    def __init__(self, rclone, host, relpath):
-        self.rclone = rclone
-        self.relpath = relpath
-        self.proc, self.err = rclone.stream(relpath, host)
-        self.done = False
-
-    def read(self, size=-1):
-        data = self.proc.stdout.read(size)
-        if not data and not self.done:
-            self.done = True
-            code = self.proc.wait()
-            if code != 0:
-                self.err.seek(0)
-                message = self.err.read().decode('utf-8', 'replace')
-                text = rclone_message(message, self.rclone.secrets)
-                raise RemoteReadError('reading %s from remote %s failed (%s): %s; nothing was written from it' % (
-                    self.relpath, self.rclone.display, explain(text) or 'rclone exited %d' % code, text))
-        return data
-
-    def close(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.stdout.close()
-        self.proc.wait()
-        self.err.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-        return False
-
-
-def locate_remote(params):
-    """volume_restore with remote: (RemoteArchive, manifest) of the named archive or the newest complete backup of
-    the volume (source) under <remote.path>/<host>. The rclone context lives until the module exits."""
-    host = _remote_host(params)
-    source = params.get('source') or params.get('volume') or params.get('path')
-    folder = safe_folder_name(source)
-    rclone = Rclone(params['remote'], params.get('rclone_path'))
-    atexit.register(rclone.close)
-    scan = scan_remote(rclone, host, [source])[folder]
-    backups = scan['complete']
-    if params.get('archive'):
-        name = os.path.basename(params['archive'])
-        backups = [b for b in backups if b['manifest']['archive'] == name]
-        if not backups:
-            raise HoldfastError("No complete backup %s of %s on remote %s under %s (an archive counts only with its "
-                                "manifest)." % (name, source, rclone.display, host))
-    if not backups:
-        raise HoldfastError("No complete backup of %s on remote %s under %s (an archive counts only with its "
-                            "manifest)." % (source, rclone.display, host))
-    newest = backups[0]
-    if newest['remote_size'] != newest['manifest'].get('bytes_stored', newest['remote_size']):
-        raise HoldfastError("The remote archive %s/%s is %s bytes, its manifest says %s: it is damaged; nothing was "
-                            "touched." % (host, newest['archive_path'], newest['remote_size'],
-                                          newest['manifest'].get('bytes_stored')))
-    return RemoteArchive(rclone, host, newest['archive_path']), newest['manifest']

@@ -39,8 +39,8 @@ PASS_ENV = ('http_proxy', 'https_proxy', 'no_proxy', 'HTTP_PROXY', 'HTTPS_PROXY'
 MASK = '********'
 # backends whose path starts with a bucket (container) that must exist beforehand
 OBJECT_STORES = ('s3', 'gcs', 'b2', 'swift', 'azureblob')
-
-
+# rclone copy at log level DEBUG, after comparing a copy's hashes: "<date> <time> DEBUG : <path>: md5 = <hex> OK"
+MD5_OK_RE = re.compile(r'^\S+ \S+ DEBUG : (.+): md5 = ([0-9a-f]{32}) OK$')
 def remove_stale_private_dirs():
     """Private directories of runs that were killed (their process is gone) may hold a key file: remove them."""
     base = tempfile.gettempdir()
@@ -117,21 +117,49 @@ def scrub(text, secrets):
     return text
 
 
+# S3 servers' request ids: noise in a message for people
+REQUEST_IDS_RE = re.compile(r',? (RequestID|HostID): [^,]*')
+# one object's failure: "ERROR : <object>: <why>" (rclone's summary lines begin with "Attempt" instead)
+OBJECT_LINE_RE = re.compile(r'^(ERROR|CRITICAL) : (?!Attempt \d)([^:]+): (.*)$')
+
+
 def rclone_message(stderr, secrets):
-    """The useful part of rclone's stderr: its ERROR/CRITICAL/Failed lines without timestamps, scrubbed."""
-    lines = []
+    """The useful part of rclone's stderr, scrubbed: the first distinct reasons objects failed for (each with the
+    first object and how many more failed for it), else its ERROR/CRITICAL/Failed lines; timestamps, S3 request ids
+    and rclone's repetitions of the last error left out."""
+    causes, others = {}, []
     for line in (stderr or '').splitlines():
-        line = re.sub(r'^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d ', '', line).strip()
-        if line and (line.startswith(('ERROR', 'CRITICAL', 'Failed')) or 'Failed to' in line):
-            if line not in lines:
-                lines.append(line)
-    text = '; '.join(lines[-3:]) if lines else (stderr or '').strip()[-600:]
+        line = REQUEST_IDS_RE.sub('', re.sub(r'^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d ', '', line).strip())
+        if not line or not (line.startswith(('ERROR', 'CRITICAL', 'Failed')) or 'Failed to' in line):
+            continue
+        match = OBJECT_LINE_RE.match(line)
+        if match and 'directory timestamp' not in line:
+            causes.setdefault(match.group(3), []).append(match.group(2))
+        elif line not in others:
+            others.append(line)
+    if causes:
+        lines = ['%s: %s%s' % (objs[0], why, ' (and %d more)' % (len(objs) - 1) if len(objs) > 1 else '')
+                 for why, objs in list(causes.items())[:3]]
+    else:
+        lines = others[-3:]
+    text = '; '.join(lines) if lines else (stderr or '').strip()[-600:]
     return scrub(text, secrets)
 
 
-def explain(message):
-    """A hint for the operator for the common failures."""
+def explain(message, writing=False, answering=False):
+    """A hint for the operator for the common failures; writing: the failed command wrote or deleted (after the
+    same credentials had listed the remote); answering: the remote answered a listing after the failure."""
     low = message.lower()
+    if writing and answering and any(s in low for s in ('broken pipe', 'connection reset')):
+        return ('the server cut the write off and gave no reason: a full or read-only disk on the server is likely; '
+                'see its log')
+    if any(s in low for s in ('no space left', 'quota', 'storagefull', 'storage full', 'insufficient storage',
+                              'status code: 507', 'statuscode: 507')):
+        return 'the remote is full'
+    if writing and 'publickey' not in low and any(s in low for s in (
+            'read-only file system', 'permission denied', 'accessdenied', 'access denied', 'forbidden',
+            'status code: 403', 'statuscode: 403')):
+        return 'the remote refused the change: it is read-only, or these credentials may read but not write'
     if any(s in low for s in ('signaturedoesnotmatch', 'invalidaccesskeyid', 'accessdenied', 'access denied',
                               'unable to authenticate', 'permission denied (publickey', 'no supported methods',
                               'forbidden', 'status code: 403', 'statuscode: 403')):
@@ -140,11 +168,13 @@ def explain(message):
         return 'the bucket does not exist (create it first; backup_sync never creates buckets)'
     if 'directory not found' in low or 'no such file' in low:
         return 'the remote path does not exist (create the bucket or directory first)'
+    if writing and any(s in low for s in ('ssh_fx_failure', 'internalerror', 'internal error', 'status code: 500',
+                                          'statuscode: 500')):
+        return ('the server failed the write and gave no reason: a full or read-only disk on the server is likely; '
+                'see its log')
     if any(s in low for s in ('connection refused', 'send request failed', 'no such host', 'i/o timeout',
                               'connection reset')):
         return 'the remote did not answer (check the endpoint or host and port)'
-    if 'no space left' in low or 'quota' in low:
-        return 'the remote is full'
     return None
 
 
@@ -230,28 +260,31 @@ class Rclone(object):
         return self.path
 
     # -- running -----------------------------------------------------------------------------------------------
-    def command(self, args):
+    def command(self, args, level='NOTICE'):
         # few retries: a dead server fails the run in seconds instead of minutes; the next run completes the work
         retries = ['--retries', '1', '--low-level-retries', '3' if args[0] == 'copy' else '2']
-        return [self.executable] + list(args) + retries + ['--log-level', 'NOTICE']
+        return [self.executable] + list(args) + retries + ['--log-level', level]
 
-    def run(self, args, what, input_data=None, check=True, env=None):
+    def run(self, args, what, input_data=None, check=True, env=None, level='NOTICE'):
         self.runs.append(args[0])
-        proc = subprocess.run(self.command(args), input=input_data, env=command_env(env or self.env, inherit=False),
-                              stdout=subprocess.PIPE,
+        proc = subprocess.run(self.command(args, level), input=input_data,
+                              env=command_env(env or self.env, inherit=False), stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, check=False)
         stderr = proc.stderr.decode('utf-8', 'replace')
         if check and proc.returncode != 0:
             self.fail(what, stderr)
         return proc.returncode, proc.stdout, stderr
 
-    def fail(self, what, stderr):
+    def failure(self, stderr, writing=False, answering=False):
+        """rclone's message after ': ', with a hint in parentheses first when there is one: ' (hint): message'."""
         message = rclone_message(stderr, self.secrets)
-        hint = explain(message)
+        hint = explain(scrub(stderr, self.secrets), writing, answering)
         if not hint and ('unknown flag' in message or 'unknown command' in message):
             hint = self.version_hint()
-        detail = ' (%s)' % hint if hint else ''
-        raise HoldfastError("%s on remote %s failed%s: %s" % (what, self.display, detail, message),
+        return ' (%s): %s' % (hint, message) if hint else ': ' + message
+
+    def fail(self, what, stderr, writing=False, answering=False):
+        raise HoldfastError("%s on remote %s failed%s" % (what, self.display, self.failure(stderr, writing, answering)),
                             remote=self.display)
 
     def popen(self, args):
@@ -287,7 +320,8 @@ class Rclone(object):
         """One recursive listing under <path>/<sub>: {relative path: size}. A missing subfolder is empty; a missing
         bucket or base directory is an error."""
         import json
-        code, out, err = self.run(['lsjson', '-R', '--files-only', '--no-mimetype', '--fast-list',
+        # --no-modtime: sizes are all a plan needs; an S3 object's modification time costs a HEAD request each
+        code, out, err = self.run(['lsjson', '-R', '--files-only', '--no-mimetype', '--no-modtime', '--fast-list',
                                    self.target(sub)], 'Listing', check=False)
         if code == 3 or (code != 0 and 'directory not found' in err):
             code_root, _o, err_root = self.run(['lsjson', '--max-depth', '1', '--no-mimetype', '--no-modtime',
@@ -312,10 +346,15 @@ class Rclone(object):
     def delete(self, sub, relpaths, what):
         """Delete exactly these files under <path>/<sub> (one rclone run)."""
         listing = self.write_list('delete-%d' % len(self.runs), relpaths)
-        return self.run(['delete', '--files-from-raw', listing, self.target(sub)], what)
+        return self.run(['delete', '--files-from-raw', listing, self.target(sub)], what, check=False)
 
-    def copy(self, src_dir, relpaths, sub, transfers=4, bwlimit=None, what='Uploading'):
-        """Copy these files (paths relative to src_dir) to <path>/<sub>, always (no check of the destination)."""
+    def copy(self, src_dir, relpaths, sub, transfers=4, bwlimit=None, what='Uploading', seen_md5=None):
+        """Copy these files (paths relative to src_dir) to <path>/<sub>, always (no check of the destination).
+
+        seen_md5: a dict that receives {relative path: md5} of the files whose md5 rclone found equal on both sides
+        after the upload (the destination's as the remote computed it: the S3 ETag of a single-part PUT, md5sum
+        on an SFTP server), read from rclone's debug lines; those lines (which also name the settings rclone read
+        from its environment) are dropped from the stderr returned, so no message ever shows them."""
         listing = self.write_list('files-from-%d' % len(self.runs), relpaths)
         args = ['copy', '--files-from-raw', listing, '--no-check-dest', '--no-traverse', '--transfers',
                 str(transfers)]
@@ -324,7 +363,17 @@ class Rclone(object):
         if self.type == 's3':
             # one PUT up to 5 GiB: the server then computes the object's md5 itself (its ETag), a hash we can trust
             args += ['--s3-upload-cutoff', '5G', '--s3-disable-checksum']
-        return self.run(args + [src_dir, self.target(sub)], what, check=False)
+        if seen_md5 is None:
+            return self.run(args + [src_dir, self.target(sub)], what, check=False)
+        code, out, err = self.run(args + [src_dir, self.target(sub)], what, check=False, level='DEBUG')
+        kept = []
+        for line in err.splitlines():
+            match = MD5_OK_RE.match(line)
+            if match:
+                seen_md5[match.group(1)] = match.group(2)
+            elif ' DEBUG : ' not in line:
+                kept.append(line)
+        return code, out, ''.join(line + '\n' for line in kept)
 
     def hashes(self, sub, relpaths, hash_type='md5'):
         """{relative path: hash or ''} as the remote reports it (without downloading)."""

@@ -53,13 +53,13 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._docker_common im
     validate_volume_name,
 )
 from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError, refuse_negative
-from ansible_collections.holdfast.volumes.plugins.module_utils._offsite import locate_remote
 from ansible_collections.holdfast.volumes.plugins.module_utils._process import command_env
 from ansible_collections.holdfast.volumes.plugins.module_utils._quiesce import (
     Quiesce,
     containers_using,
     restore_consistency,
 )
+from ansible_collections.holdfast.volumes.plugins.module_utils._remote_store import locate_remote
 from ansible_collections.holdfast.volumes.plugins.module_utils._safe_fs import (
     DIR_FLAGS,
     STAGING_PREFIX,

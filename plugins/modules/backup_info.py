@@ -127,7 +127,8 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.holdfast.volumes.plugins.module_utils._backup_info import run_backup_info
 from ansible_collections.holdfast.volumes.plugins.module_utils._module_main import execute
-from ansible_collections.holdfast.volumes.plugins.module_utils._offsite import REMOTE_STORE_OPTIONS, run_remote_info
+from ansible_collections.holdfast.volumes.plugins.module_utils._offsite import run_remote_info
+from ansible_collections.holdfast.volumes.plugins.module_utils._remote_store import REMOTE_STORE_OPTIONS
 
 
 def main():

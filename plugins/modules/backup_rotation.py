@@ -137,7 +137,8 @@ folders:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.holdfast.volumes.plugins.module_utils._module_main import execute
-from ansible_collections.holdfast.volumes.plugins.module_utils._offsite import REMOTE_STORE_OPTIONS, run_remote_rotation
+from ansible_collections.holdfast.volumes.plugins.module_utils._offsite import run_remote_rotation
+from ansible_collections.holdfast.volumes.plugins.module_utils._remote_store import REMOTE_STORE_OPTIONS
 from ansible_collections.holdfast.volumes.plugins.module_utils._rotation import ROTATION_OPTIONS, run_rotation
 
 

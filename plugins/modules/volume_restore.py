@@ -327,8 +327,8 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.holdfast.volumes.plugins.module_utils._docker_common import docker_argument_spec
 from ansible_collections.holdfast.volumes.plugins.module_utils._module_main import execute
-from ansible_collections.holdfast.volumes.plugins.module_utils._offsite import REMOTE_STORE_OPTIONS
 from ansible_collections.holdfast.volumes.plugins.module_utils._quiesce import warn_inconsistent
+from ansible_collections.holdfast.volumes.plugins.module_utils._remote_store import REMOTE_STORE_OPTIONS
 from ansible_collections.holdfast.volumes.plugins.module_utils._restore import DEFAULT_STATE_DIR, run_restore
 
 

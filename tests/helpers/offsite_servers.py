@@ -78,10 +78,11 @@ class Server:
 class RcloneS3(Server):
     """`rclone serve s3`: each folder of root is a bucket; objects are plain files (corruptible on disk)."""
 
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, read_only: bool = False):
         super().__init__('rclone-s3', workdir)
-        self.argv = [RCLONE, 'serve', 's3', '--addr', '127.0.0.1:%d' % self.port, '--auth-key',
-                     '%s,%s' % (self.key_id, self.secret), '--dir-cache-time', '1s', str(self.root)]
+        self.argv = [RCLONE, 'serve', 's3'] + (['--read-only'] if read_only else []) + [
+            '--addr', '127.0.0.1:%d' % self.port, '--auth-key', '%s,%s' % (self.key_id, self.secret),
+            '--dir-cache-time', '1s', str(self.root)]
 
     def env(self):
         env = dict(os.environ, RCLONE_CONFIG=str(self.workdir / 'none.conf'))
@@ -121,9 +122,11 @@ class MotoS3(Server):
 
 
 class SFTPServer(Server):
-    """A private OpenSSH sshd on a loopback port; root logs in with a key made for this test."""
+    """A private OpenSSH sshd on a loopback port; root logs in with a key made for this test. read_only: the SFTP
+    subsystem refuses every change (internal-sftp -R), as a server configured read-only does; its shell still runs
+    md5sum."""
 
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, read_only: bool = False):
         super().__init__('sshd', workdir)
         self.hostkey = workdir / 'ssh_host_ed25519_key'
         self.userkey = workdir / 'id_ed25519'
@@ -137,7 +140,7 @@ class SFTPServer(Server):
             'Port %d' % self.port, 'ListenAddress 127.0.0.1', 'HostKey %s' % self.hostkey,
             'AuthorizedKeysFile %s' % auth, 'PermitRootLogin prohibit-password', 'PasswordAuthentication no',
             'KbdInteractiveAuthentication no', 'UsePAM no', 'StrictModes no', 'PidFile %s' % (workdir / 'sshd.pid'),
-            'Subsystem sftp internal-sftp', 'LogLevel ERROR', '']))
+            'Subsystem sftp internal-sftp%s' % (' -R' if read_only else ''), 'LogLevel ERROR', '']))
         os.makedirs('/run/sshd', exist_ok=True)
         self.argv = ['/usr/sbin/sshd', '-D', '-e', '-f', str(config)]
         self.known_hosts = workdir / 'known_hosts'

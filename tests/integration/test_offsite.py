@@ -1,6 +1,8 @@
 # -*- coding: utf-8 -*-
 """backup_sync against real servers on 127.0.0.1: `rclone serve s3`, moto's S3 server, and OpenSSH's sshd (SFTP),
-each started by a fixture on a free port. Faults: a server killed mid-upload, wrong credentials, a missing bucket."""
+each started by a fixture on a free port. Faults: a server killed mid-upload, wrong credentials, a missing bucket, a
+copy corrupted on the server's disk, a restore cut off midway, a remote that is full (a small tmpfs under the
+server) and one that is read-only (`rclone serve s3 --read-only`, `internal-sftp -R`)."""
 
 from __future__ import annotations
 
@@ -118,6 +120,8 @@ def test_sync_real_backups_to_rclone_s3_check_diff_idempotent(docker_client, pre
     assert res['changed'] and len(res['copied']) == 2 and res['bytes_copied'] > 0
     assert sorted(c['archive'] for c in res['copied']) == sorted(c['archive'] for c in check.task('sync')['copied'])
     assert all(c['verified_by'] == 'remote md5' for c in res['copied'])
+    # the md5 rclone compared right after each upload (the server's ETag): the remote is not asked again
+    assert res['rclone_runs'] == ['lsjson', 'copy', 'copy'], res['rclone_runs']
     assert res['diff']['before'] == '' and res['diff']['after'].count('.manifest.json') == 2
     local_folder = Path(dest) / vol
     for entry in res['copied']:
@@ -198,6 +202,7 @@ def test_sftp_with_debian_rclone_and_read_back(sftp_server, tmp_path):
     assert run.rc == 0, run.stdout
     res = run.task('sync')
     assert [c['verified_by'] for c in res['copied']] == ['remote md5']
+    assert 'hashsum' not in res['rclone_runs'], 'md5sum on the server ran within the copy'
     run = run_playbook([sync(dest=str(dest), remote=remote, host='h2', verify='read')])
     res = run.task('sync')
     assert run.rc == 0 and [(c['volume'], c['verified_by']) for c in res['copied']] == [('vol_b',
@@ -406,3 +411,90 @@ def test_remote_rotation_same_policy_and_safety(rclone_s3, tmp_path):
     assert 'broken backup' in run.stdout or any('broken' in w for w in res.get('warnings', []))
     again = run_playbook([rotate])
     assert again.rc == 0 and not again.task('rotate')['changed']
+
+
+@pytest.fixture
+def small_disk():
+    """mount(path, size): a tmpfs of that size over path (the server's storage), grown again by grow(path, size)."""
+    mounted = []
+
+    def mount(path, size):
+        os.makedirs(path, exist_ok=True)
+        subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=%s,mode=0755' % size, 'holdfast-full', str(path)],
+                       check=True)
+        mounted.append(str(path))
+        return path
+
+    mount.grow = lambda path, size: subprocess.run(['mount', '-o', 'remount,size=%s' % size, str(path)], check=True)
+    yield mount
+    for path in reversed(mounted):
+        subprocess.run(['umount', '--lazy', path], check=False)
+
+
+def offsite_server(kind, workdir, read_only=False):
+    """(server, remote, directory on the server's disk that holds the remote path) of a fresh server."""
+    if kind == 's3':
+        server = RcloneS3(workdir, read_only=read_only)
+        return server, server.remote(server.bucket('offsite')), server.root / 'offsite'
+    server = SFTPServer(workdir, read_only=read_only)
+    (server.root / 'store').mkdir()
+    return server, server.remote('store'), server.root / 'store'
+
+
+@pytest.mark.parametrize('kind', ['s3', 'sftp'])
+def test_remote_full_fails_clearly_and_the_next_run_after_space_is_freed_completes(kind, small_disk, tmp_path):
+    dest = tmp_path / 'backups'
+    small, _m = make_backup(dest, 'small', T0, 1 << 20, tmp_path / 'p')
+    big, big_manifest = make_backup(dest, 'big', T0, 12 << 20, tmp_path / 'p')
+    server, remote, disk = offsite_server(kind, tmp_path / kind)
+    small_disk(disk, '6m')  # room for the small backup, not for the big one
+    server.start()
+    try:
+        before = tree_state(dest)
+        args = dict(dest=str(dest), remote=remote, host='h1')
+        run = run_playbook([sync(**args)])
+        assert run.rc != 0 and run.status('sync') == 'failed'
+        res = run.task('sync')
+        msg = res['msg']
+        assert big.name in msg and 'full' in msg, msg
+        assert [c['archive'] for c in res['copied']] == [small.name]
+        assert [c['archive'] for c in res['not_copied']] == [big.name]
+        assert [p.name for p in disk.rglob('*.manifest.json')] == [small.name.replace('.tar.zst', '.manifest.json')]
+        assert sha256(disk / 'h1' / 'small' / small.name) == sha256(small)
+        assert tree_state(dest) == before
+        small_disk.grow(disk, '64m')
+        run = run_playbook([sync(**args)])
+        assert run.rc == 0, run.stdout
+        res = run.task('sync')
+        assert [c['archive'] for c in res['copied']] == [big.name] and res['present'] == 1
+        assert res['copied'][0]['verified_by'] == 'remote md5'
+        assert sha256(disk / 'h1' / 'big' / big.name) == big_manifest['sha256']
+        assert tree_state(dest) == before
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize('kind', ['s3', 'sftp'])
+def test_read_only_remote_sync_and_rotation_fail_clearly_and_touch_nothing(kind, tmp_path):
+    dest = tmp_path / 'backups'
+    made = [make_backup(dest, 'app', T0 - dt.timedelta(days=d), 3000 + d, tmp_path / 'p') for d in range(1, 4)]
+    server, remote, disk = offsite_server(kind, tmp_path / kind, read_only=True)
+    shutil.copytree(dest, disk / 'h1')  # the remote has these three; the newest local backup is new
+    new, _m = make_backup(dest, 'app', T0, 2000, tmp_path / 'p')
+    server.start()
+    try:
+        local_before, remote_before = tree_state(dest), tree_state(disk)
+        rotate = {'name': 'rotate', 'ignore_errors': True, 'holdfast.volumes.backup_rotation': dict(
+            remote=remote, host='h1', keep_last=1, now='2026-03-02T00:00:00Z')}
+        run = run_playbook([dict(sync(dest=str(dest), remote=remote, host='h1'), ignore_errors=True), rotate])
+        assert run.status('sync') == 'failed' and run.status('rotate') == 'failed', run.stdout
+        msg = run.task('sync')['msg']
+        assert msg.startswith('Uploading 1 archive(s)') and new.name in msg and 'read-only' in msg, msg
+        res = run.task('rotate')
+        assert 'removed no backup' in res['msg'] and 'read-only' in res['msg'], res['msg']
+        assert res['removed'] == [] and any(m[0].name.replace('.tar.zst', '.manifest.json') in res['msg']
+                                            for m in made[1:]), res['msg']
+        assert tree_state(dest) == local_before
+        assert tree_state(disk) == remote_before
+    finally:
+        server.stop()

@@ -35,7 +35,6 @@ SIDEWAYS = {
     '_offsite -> _backup',  # FolderLock
     '_offsite -> _rotation',  # broken_warnings
     '_restore -> _backup',  # CHUNK, FolderLock, grow_pipe, need_tool
-    '_restore -> _offsite',  # locate_remote
     '_rotation -> _backup',  # FolderLock
     '_seed -> _permissions',  # converge_tree, parse_id
     '_seed -> _restore',  # _restore_engine, _restore_host, is_empty_dir, verify_archive
@@ -52,7 +51,6 @@ PRIVATE_IMPORTS = {
 LONG_FILES = {
     '_backup.py': 756,
     '_luks_path.py': 642,
-    '_offsite.py': 597,
     '_permissions.py': 694,
     '_restore.py': 908,
     '_tar_gate.py': 674,
@@ -63,7 +61,6 @@ LONG_FUNCTIONS = {
     '_backup.py:run_backup': 167,
     '_backup.py:write_archive': 158,
     '_luks_path.py:run_luks_path': 273,
-    '_offsite.py:_sync': 114,
     '_permissions.py:_converge': 159,
     '_restore.py:run_restore': 87,
     '_volume_converge.py:converge': 81,

@@ -195,3 +195,25 @@ def test_remote_manifest_of_the_wrong_shape_is_reported_broken_not_a_crash(tmp_p
     info = run_remote_info(dict(params(tmp_path), verify='size'))
     state = info['backups'][0]
     assert state['count'] == 1 and state['unreadable_manifests'] == 1 and state['newest']['problem'] is None
+
+
+def test_copy_takes_the_md5_rclone_compared_and_keeps_no_debug_line(tmp_path, monkeypatch):
+    """rclone copy at DEBUG prints '<file>: md5 = <hex> OK' after comparing a copy's hashes, and also the settings it
+    read from its environment (Debian's 1.60 with their values): the md5 is taken, every DEBUG line dropped."""
+    from ansible_collections.holdfast.volumes.plugins.module_utils._rclone import Rclone
+    stderr = ('2026/11/28 16:48:23 DEBUG : Setting secret_access_key="s3cr3t-value" for "holdfast" from environment '
+              'variable RCLONE_CONFIG_HOLDFAST_SECRET_ACCESS_KEY\n'
+              '2026/11/28 16:48:23 DEBUG : v/a 1.bin: md5 = 1fbabc7c260b7065911cb662f9790c18 OK\n'
+              '2026/11/28 16:48:23 DEBUG : v/a2.bin: md5 = 0123 OK\n'
+              '2026/11/28 16:48:24 ERROR : v/a2.bin: Failed to copy: boom\n')
+    with Rclone(params(tmp_path)['remote'], FAKE) as rclone:
+        levels = []
+        monkeypatch.setattr(rclone, 'run', lambda args, what, check=True, level='NOTICE': (
+            levels.append(level) or (1, b'', stderr)))
+        seen = {}
+        code, _out, err = rclone.copy(str(tmp_path), ['v/a 1.bin', 'v/a2.bin'], 'h1', seen_md5=seen)
+        assert levels == ['DEBUG'] and code == 1
+        assert seen == {'v/a 1.bin': '1fbabc7c260b7065911cb662f9790c18'}
+        assert 'DEBUG' not in err and 's3cr3t' not in err and 'Failed to copy: boom' in err
+        rclone.copy(str(tmp_path), ['v/a2.bin'], 'h1')
+        assert levels == ['DEBUG', 'NOTICE'], 'without seen_md5 the copy logs at NOTICE'
