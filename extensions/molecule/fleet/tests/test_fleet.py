@@ -95,7 +95,7 @@ def test_offsite_copies_verified_on_the_backup_server(host):
         manifest = json.loads(server.file(archive[:-len('.tar.zst')] + '.manifest.json').content_string)
         on_server = server.check_output('sha256sum %s' % archive).split()[0]
         assert on_server == manifest['sha256'] == entry['sha256']
-        assert server.file(archive).user == 'holdfast-offsite'
+        assert server.file(archive).user == 'fleetbak'
         if name != LOST:
             assert host.check_output('sha256sum /srv/holdfast-backups/%s/%s' % (entry['volume'], entry['archive'])
                                      ).split()[0] == on_server
