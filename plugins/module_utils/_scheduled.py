@@ -184,11 +184,11 @@ def _message(exc):
 def main(argv=None):
     from ansible_collections.holdfast.volumes.plugins.module_utils._backup import BACKUP_OPTIONS, run_backup
     from ansible_collections.holdfast.volumes.plugins.module_utils._offsite import (
-        REMOTE_STORE_OPTIONS,
         SYNC_OPTIONS,
         run_remote_rotation,
         run_sync,
     )
+    from ansible_collections.holdfast.volumes.plugins.module_utils._remote_store import REMOTE_STORE_OPTIONS
     from ansible_collections.holdfast.volumes.plugins.module_utils._rotation import ROTATION_OPTIONS, run_rotation
 
     argv = sys.argv[1:] if argv is None else argv

@@ -96,7 +96,8 @@ def test_a_jobs_file_with_remotes_must_be_unreadable_to_others(tmp_path):
 
 
 def test_offsite_syncs_then_rotations_of_the_volumes_whose_sync_worked():
-    from ansible_collections.holdfast.volumes.plugins.module_utils._offsite import REMOTE_STORE_OPTIONS, SYNC_OPTIONS
+    from ansible_collections.holdfast.volumes.plugins.module_utils._offsite import SYNC_OPTIONS
+    from ansible_collections.holdfast.volumes.plugins.module_utils._remote_store import REMOTE_STORE_OPTIONS
 
     plan = {'jobs': [], 'offsite_remotes': [REMOTE, dict(REMOTE, path='down')],
             'offsite_syncs': [{'dest': '/b', 'volumes': ['db', 'new'], 'host': 'web1', 'remote_id': 0, 'label': 'a'},
