@@ -65,7 +65,7 @@ def test_replacement_host_took_over_vm2s_files(host):
 
 def test_backups_restorable_with_plain_tar(host):
     if host.backend.get_hostname() == LOST:
-        assert not host.file('/srv/holdfast-backups').exists
+        assert host.check_output('ls -A /srv/holdfast-backups') == ''  # lost; the store starts empty again
         return
     for volume in ('fleet_db', 'fleet_files'):
         archives = host.check_output('ls /srv/holdfast-backups/%s/*.tar.zst' % volume).split()
