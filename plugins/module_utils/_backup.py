@@ -47,7 +47,7 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._docker_common im
     inspect_volume,
 )
 from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError, refuse_negative
-from ansible_collections.holdfast.volumes.plugins.module_utils._process import command_env
+from ansible_collections.holdfast.volumes.plugins.module_utils._process import command_env, grow_pipe, need
 from ansible_collections.holdfast.volumes.plugins.module_utils._quiesce import (
     Quiesce,
     containers_using,
@@ -88,23 +88,15 @@ BACKUP_OPTIONS = dict(
 )
 
 
-def need_tool(name, package):
-    path = shutil.which(name)
-    if not path:
-        raise HoldfastError("%s is not installed on the managed host; install the %s package "
-                            "(apt-get install %s)." % (name, package, package))
-    return path
-
-
 def compressor_command(compression, level=None, threads=0):
     if compression == 'zstd':
-        cmd = [need_tool('zstd', 'zstd'), '-q', '-c', '-T%d' % threads, '-%d' % (level or 3)]
+        cmd = [need('zstd', 'zstd'), '-q', '-c', '-T%d' % threads, '-%d' % (level or 3)]
         return cmd
     if compression == 'gzip':
         pigz = shutil.which('pigz')
         if pigz:
             return [pigz, '-c', '-%d' % (level or 6)] + (['-p', str(threads)] if threads else [])
-        return [need_tool('gzip', 'gzip'), '-c', '-%d' % (level or 6)]
+        return [need('gzip', 'gzip'), '-c', '-%d' % (level or 6)]
     return None
 
 
@@ -231,7 +223,7 @@ def write_archive(source_cmd, engine_stream, tmp_path, compression, level, recip
     if comp:
         stages.append(comp)
     if recipients:
-        age = [need_tool('age', 'age'), '--encrypt']
+        age = [need('age', 'age'), '--encrypt']
         for recipient in recipients:
             age += ['--recipient', recipient.strip()]
         stages.append(age)
@@ -476,14 +468,6 @@ class ReadBackVerifier(object):
             self._stop()
 
 
-def grow_pipe(stream, size=CHUNK):
-    """Ask for a 1 MiB pipe buffer (Linux F_SETPIPE_SZ): fewer, larger reads through this process."""
-    try:
-        fcntl.fcntl(stream.fileno(), 1031, size)
-    except (OSError, ValueError, AttributeError):
-        pass
-
-
 class _Sink(object):
     def __init__(self, fd, digest, written, verifier=None):
         self.fd = fd
@@ -562,9 +546,9 @@ def run_backup(params, check_mode=False):
     # tools must be there before we touch anything
     compressor_command(compression, params.get('compression_level'))
     if encrypted:
-        need_tool('age', 'age')
+        need('age', 'age')
     if route == 'host':
-        need_tool('tar', 'tar')
+        need('tar', 'tar')
     action, targets = effective_mode(mode, users or [])
     check_dest(params['dest'])
     if check_mode:

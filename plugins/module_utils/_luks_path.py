@@ -27,7 +27,6 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._luks import (
     loop_for_file,
     mapper_active,
     mount_at,
-    need,
     parse_luks_dump,
     parse_size,
     parse_status,
@@ -35,6 +34,7 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._luks import (
     replace_managed_line,
     run,
 )
+from ansible_collections.holdfast.volumes.plugins.module_utils._process import need
 
 NAME_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.+-]{0,100}$')
 CRYPTTAB = '/etc/crypttab'

@@ -40,7 +40,7 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._archive import (
     tree_fingerprint,
     write_json_atomic,
 )
-from ansible_collections.holdfast.volumes.plugins.module_utils._backup import CHUNK, FolderLock, grow_pipe, need_tool
+from ansible_collections.holdfast.volumes.plugins.module_utils._backup import CHUNK, FolderLock
 from ansible_collections.holdfast.volumes.plugins.module_utils._docker_common import (
     LOCAL_SOCKETS,
     APIError,
@@ -53,7 +53,7 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._docker_common im
     validate_volume_name,
 )
 from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError, refuse_negative
-from ansible_collections.holdfast.volumes.plugins.module_utils._process import command_env
+from ansible_collections.holdfast.volumes.plugins.module_utils._process import command_env, grow_pipe, need
 from ansible_collections.holdfast.volumes.plugins.module_utils._quiesce import (
     Quiesce,
     containers_using,
@@ -153,8 +153,8 @@ class _Pipeline(object):
                                     "identity file that matches one of its recipients)." % path)
             if not os.path.isfile(identity):
                 raise HoldfastError("identity file %s does not exist." % identity)
-            stages.append([need_tool('age', 'age'), '--decrypt', '--identity', identity])
-        stages.append([need_tool('zstd', 'zstd'), '-q', '-d', '-c', '-f'])
+            stages.append([need('age', 'age'), '--decrypt', '--identity', identity])
+        stages.append([need('zstd', 'zstd'), '-q', '-d', '-c', '-f'])
         if consumer_cmd:
             stages.append(consumer_cmd)
         prev = None
