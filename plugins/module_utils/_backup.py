@@ -60,7 +60,11 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._safe_fs import (
     foreign_writer,
     open_private_file,
 )
-from ansible_collections.holdfast.volumes.plugins.module_utils._volume_access import VolumeAccess, _IterReader
+from ansible_collections.holdfast.volumes.plugins.module_utils._volume_access import (
+    IterReader,
+    VolumeAccess,
+    one_volume_or_path,
+)
 
 CHUNK = 1024 * 1024
 AGE_RECIPIENT_RE = re.compile(r'^(age1[0-9a-z]{20,}|ssh-(ed25519|rsa) \S+.*)$')
@@ -101,8 +105,7 @@ def compressor_command(compression, level=None, threads=0):
 
 
 def validate(params):
-    if bool(params.get('volume')) == bool(params.get('path')):
-        raise HoldfastError("Give exactly one source: volume (a Docker volume) or path (a host directory).")
+    one_volume_or_path(params, 'source')
     dest = params.get('dest')
     if not dest or not os.path.isabs(dest):
         raise HoldfastError("dest must be an absolute directory path, got %r." % dest)
@@ -195,7 +198,7 @@ class _Tee(object):
     """Reader over an iterator of bytes that forwards everything read into a sink (for counting members)."""
 
     def __init__(self, iterator, sink, counter):
-        self.reader = _IterReader(iterator)
+        self.reader = IterReader(iterator)
         self.sink = sink
         self.counter = counter
 

@@ -514,10 +514,8 @@ def _root_attributes(params, path, runner, mounted):
 
 def _docker_volume(params, path, runner, warnings, drift):
     from ansible_collections.holdfast.volumes.plugins.module_utils._docker_common import (
-        APIError,
-        DockerException,
-        api_error,
         connect,
+        create_volume,
         inspect_volume,
     )
     client = connect(params)
@@ -526,11 +524,7 @@ def _docker_volume(params, path, runner, warnings, drift):
     vol = inspect_volume(client, name)
     if vol is None:
         def create():
-            try:
-                client.create_volume(name=name, driver='local', driver_opts=want,
-                                     labels={'io.holdfast.volumes.luks-path': path})
-            except (DockerException, APIError) as exc:
-                raise api_error('create volume %s' % name, exc) from exc
+            create_volume(client, name, driver_opts=want, labels={'io.holdfast.volumes.luks-path': path})
         runner.step('create Docker volume %s bound to %s' % (name, path), create)
     elif vol['Driver'] != 'local' or vol['Options'] != want:
         drift.append(dict(field='docker_volume', existing=vol['Options'], wanted=want))

@@ -626,9 +626,11 @@ def run_permissions(params, check_mode=False):
         connect,
         inspect_volume,
     )
-    from ansible_collections.holdfast.volumes.plugins.module_utils._volume_access import VolumeAccess
-    if bool(params.get('volume')) == bool(params.get('path')):
-        raise HoldfastError("Give exactly one target: volume (a Docker volume) or path (a host directory).")
+    from ansible_collections.holdfast.volumes.plugins.module_utils._volume_access import (
+        VolumeAccess,
+        one_volume_or_path,
+    )
+    one_volume_or_path(params)
     state = wanted_state(params)
     started = time.time()
     if params.get('path'):

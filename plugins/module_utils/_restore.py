@@ -45,11 +45,10 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._docker_common im
     LOCAL_SOCKETS,
     APIError,
     DockerException,
-    api_error,
     connect,
+    create_volume,
     inspect_volume,
     is_local_engine,
-    normalise_volume,
     validate_volume_name,
 )
 from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError, refuse_negative
@@ -85,6 +84,7 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._volume_access im
     VolumeAccess,
     dir_is_empty,
     host_data_path,
+    one_volume_or_path,
 )
 from ansible_collections.holdfast.volumes.plugins.module_utils._volume_plan import restore_labels
 
@@ -336,12 +336,6 @@ def verify_archive(path, manifest, identity, allow_special=False, escaping_links
     return _judge(path, manifest, pipe, checker, problem)
 
 
-def is_empty_dir(path):
-    if not os.path.isdir(path):
-        return True
-    return dir_is_empty(path)
-
-
 def _marker_path(state_dir, key):
     return os.path.join(state_dir, hashlib.sha256(key.encode('utf-8')).hexdigest()[:24] + '.json')
 
@@ -476,8 +470,7 @@ def _timed(func):
 
 @_timed
 def run_restore(params, check_mode=False):
-    if bool(params.get('volume')) == bool(params.get('path')):
-        raise HoldfastError("Give exactly one target: volume (a Docker volume) or path (a host directory).")
+    one_volume_or_path(params)
     if not params.get('remote') and bool(params.get('archive')) == bool(params.get('dest')):
         raise HoldfastError("Give exactly one of archive (a file) or dest (a backup directory: the newest complete "
                             "backup of the volume there is used).")
@@ -610,12 +603,7 @@ def _restore_locked(params, client, archive, manifest, target, state_dir, marker
     directory = target['directory']
     spec = target['create']
     if spec is not None:
-        try:
-            created = client.create_volume(name=spec['Name'], driver=spec['Driver'],
-                                           driver_opts=spec['Options'] or None, labels=spec['Labels'] or None)
-        except (DockerException, APIError) as exc:
-            raise api_error('create volume %s' % spec['Name'], exc) from exc
-        vol = normalise_volume(created)
+        vol = create_volume(client, spec['Name'], spec['Driver'], spec['Options'], spec['Labels'])
         result['created_volume'] = True
     try:
         if spec is not None:

@@ -24,10 +24,9 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._process import c
 from ansible_collections.holdfast.volumes.plugins.module_utils._restore import (
     _restore_engine,
     _restore_host,
-    is_empty_dir,
     verify_archive,
 )
-from ansible_collections.holdfast.volumes.plugins.module_utils._volume_access import VolumeAccess
+from ansible_collections.holdfast.volumes.plugins.module_utils._volume_access import VolumeAccess, dir_is_empty
 
 UNKNOWN_EMPTY = ("Check mode cannot tell whether volume %s is empty: it is reached through the Docker Engine and "
                  "reading it needs the helper image holdfast/volume-helper:empty, which a real run builds (check mode "
@@ -55,7 +54,7 @@ def run_seed(params, check_mode=False):
     else:
         access = VolumeAccess(client, params.get('docker_host'))
         route, target = access.route(vol)
-        empty = is_empty_dir(target) if route == 'host' else access.is_empty(vol, check_mode=check_mode)
+        empty = dir_is_empty(target) if route == 'host' else access.is_empty(vol, check_mode=check_mode)
     result = dict(changed=False, volume=params['volume'], src=src, route=route, seeded=False)
     unknown = empty is None  # check mode, and reading the volume would need the helper image built first
     if unknown:

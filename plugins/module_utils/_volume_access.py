@@ -53,8 +53,17 @@ def host_data_path(vol):
     return None
 
 
+def one_volume_or_path(params, role='target'):
+    """Exactly one of volume (a Docker volume) and path (a host directory) must be given; role names it."""
+    if bool(params.get('volume')) == bool(params.get('path')):
+        raise HoldfastError("Give exactly one %s: volume (a Docker volume) or path (a host directory)." % role)
+
+
 def dir_is_empty(path):
-    """True when a directory holds nothing but, at most, an empty lost+found (a fresh ext4 filesystem's root)."""
+    """True when a directory holds nothing but, at most, an empty lost+found (a fresh ext4 filesystem's root);
+    also True when there is no directory at all (nothing would be lost)."""
+    if not os.path.isdir(path):
+        return True
     with os.scandir(path) as entries:
         for entry in entries:
             if entry.name == 'lost+found' and entry.is_dir(follow_symlinks=False):
@@ -156,7 +165,7 @@ class VolumeAccess(object):
             return None
         with self.engine_mount(vol['Name'], read_only=True) as cid:
             stream = self.engine_read_stream(cid)
-            reader = _IterReader(stream)
+            reader = IterReader(stream)
             with tarfile.open(fileobj=reader, mode='r|') as tar:
                 for member in tar:
                     name = member.name.rstrip('/')
@@ -168,11 +177,11 @@ class VolumeAccess(object):
         return True
 
 
-class _IterReader(io.RawIOBase):
+class IterReader(io.RawIOBase):
     """A file-like object over an iterator of bytes (the SDK's archive stream)."""
 
     def __init__(self, iterator):
-        super(_IterReader, self).__init__()
+        super(IterReader, self).__init__()
         self._it = iter(iterator)
         self._buf = b''
 

@@ -18,8 +18,8 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._docker_common im
     available_volume_drivers,
     connect,
     containers_by_volume,
+    create_volume,
     list_volumes,
-    normalise_volume,
 )
 from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
 from ansible_collections.holdfast.volumes.plugins.module_utils._volume_access import HELPER_IMAGE, VolumeAccess
@@ -153,12 +153,7 @@ def _helper_present(access):
 
 
 def _create(client, spec):
-    try:
-        created = client.create_volume(name=spec['name'], driver=spec['driver'],
-                                       driver_opts=spec['driver_options'] or None, labels=spec['labels'] or None)
-    except (DockerException, APIError) as exc:
-        raise api_error('create volume %s' % spec['name'], exc) from exc
-    return normalise_volume(created)
+    return create_volume(client, spec['name'], spec['driver'], spec['driver_options'], spec['labels'])
 
 
 def _remove(client, name):
