@@ -90,7 +90,7 @@ def _validate(params):
     if params.get('keyfile') and params.get('passphrase'):
         raise HoldfastError("Give keyfile or passphrase, not both.")
     if params.get('mode') not in (None, ''):  # before any step: an integer mode is refused, a typo is named
-        from ansible_collections.holdfast.volumes.plugins.module_utils._permissions import ModeSpec
+        from ansible_collections.holdfast.volumes.plugins.module_utils._modes import ModeSpec
         ModeSpec(params['mode'], 'mode')
     state = params.get('state') or 'mounted'
     if state != 'absent' and not (params.get('keyfile') or params.get('passphrase')) and state == 'mounted':
@@ -493,7 +493,7 @@ def _mount_options(params):
 
 
 def _root_attributes(params, path, runner, mounted):
-    from ansible_collections.holdfast.volumes.plugins.module_utils._permissions import ModeSpec, parse_id
+    from ansible_collections.holdfast.volumes.plugins.module_utils._modes import ModeSpec, parse_id
     uid = parse_id(params.get('owner'), 'owner')
     gid = parse_id(params.get('group'), 'group')
     mode = ModeSpec(params['mode'], 'mode') if params.get('mode') not in (None, '') else None

@@ -19,13 +19,14 @@ import tempfile
 
 from ansible_collections.holdfast.volumes.plugins.module_utils._docker_common import connect, inspect_volume
 from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
-from ansible_collections.holdfast.volumes.plugins.module_utils._permissions import converge_tree, parse_id
+from ansible_collections.holdfast.volumes.plugins.module_utils._modes import parse_id
 from ansible_collections.holdfast.volumes.plugins.module_utils._process import command_env
 from ansible_collections.holdfast.volumes.plugins.module_utils._restore import (
     _restore_engine,
     _restore_host,
     verify_archive,
 )
+from ansible_collections.holdfast.volumes.plugins.module_utils._tree_walk import converge_tree
 from ansible_collections.holdfast.volumes.plugins.module_utils._volume_access import VolumeAccess, dir_is_empty
 
 UNKNOWN_EMPTY = ("Check mode cannot tell whether volume %s is empty: it is reached through the Docker Engine and "
