@@ -73,13 +73,12 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._safe_fs import (
 )
 from ansible_collections.holdfast.volumes.plugins.module_utils._tar_gate import (
     DiskGuard,
-    GateLimit,
-    TarFormatError,
     default_reserve,
     gate_stream,
     human,
     reserve_bytes,
 )
+from ansible_collections.holdfast.volumes.plugins.module_utils._tar_read import GateLimit, TarFormatError
 from ansible_collections.holdfast.volumes.plugins.module_utils._volume_access import (
     VolumeAccess,
     dir_is_empty,

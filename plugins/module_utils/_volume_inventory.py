@@ -21,7 +21,7 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._volume_access im
 from ansible_collections.holdfast.volumes.plugins.module_utils._volume_plan import matches_selector, validate_selector
 
 
-def filter_volumes(volumes, names=None, labels=None, driver=None, dangling=None, usage_map=None):
+def filter_volumes(volumes, *, names=None, labels=None, driver=None, dangling=None, usage_map=None):
     """Pure: the volumes that pass every given filter, sorted by name."""
     wanted = set(names) if names else None
     out = []

@@ -17,7 +17,8 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._archive import (
     manifest_name_for,
     safe_folder_name,
 )
-from ansible_collections.holdfast.volumes.plugins.module_utils._tar_gate import TarFormatError, gate_stream
+from ansible_collections.holdfast.volumes.plugins.module_utils._tar_gate import gate_stream
+from ansible_collections.holdfast.volumes.plugins.module_utils._tar_read import TarFormatError
 
 
 def build(fmt, long=False):

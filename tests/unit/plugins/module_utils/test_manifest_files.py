@@ -14,7 +14,7 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._archive import l
 from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
 from ansible_collections.holdfast.volumes.plugins.module_utils._restore import locate, open_archive
 from ansible_collections.holdfast.volumes.plugins.module_utils._rotation import check_backup
-from ansible_collections.holdfast.volumes.plugins.module_utils._tar_gate import TarFormatError, parse_number
+from ansible_collections.holdfast.volumes.plugins.module_utils._tar_read import TarFormatError, parse_number
 
 ARCHIVE = 'v-20260101T000000Z.tar.zst'
 MANIFEST = 'v-20260101T000000Z.manifest.json'

@@ -21,15 +21,13 @@ from trees import populate, snapshot
 from ansible_collections.holdfast.volumes.plugins.module_utils._archive import MemberChecker
 from ansible_collections.holdfast.volumes.plugins.module_utils._restore import TAR_EXTRACT
 from ansible_collections.holdfast.volumes.plugins.module_utils._tar_gate import (
-    XHDR_MAX,
     DiskGuard,
-    GateLimit,
-    TarFormatError,
     gate_stream,
     pax_record,
     reserve_bytes,
     ustar_header,
 )
+from ansible_collections.holdfast.volumes.plugins.module_utils._tar_read import XHDR_MAX, GateLimit, TarFormatError
 
 END = b'\0' * 1024
 
