@@ -378,5 +378,3 @@ def read_sparse_map(reader, m):
     _check_map(m['sparse'], realsize, size)
     m['stored'] = size
     m['size'] = realsize
-
-
