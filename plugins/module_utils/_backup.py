@@ -16,7 +16,6 @@ __metaclass__ = type
 import contextlib
 import datetime
 import errno
-import fcntl
 import hashlib
 import os
 import re
@@ -29,17 +28,6 @@ import tempfile
 import threading
 import time
 
-from ansible_collections.holdfast.volumes.plugins.module_utils._archive import (
-    COLLECTION_VERSION,
-    FORMAT,
-    FORMAT_VERSION,
-    TMP_PREFIX,
-    archive_name,
-    fsync_dir,
-    manifest_name_for,
-    safe_folder_name,
-    write_json_atomic,
-)
 from ansible_collections.holdfast.volumes.plugins.module_utils._docker_common import (
     APIError,
     DockerException,
@@ -47,6 +35,7 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._docker_common im
     inspect_volume,
 )
 from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError, refuse_negative
+from ansible_collections.holdfast.volumes.plugins.module_utils._pipeline import CHUNK, reap, tail
 from ansible_collections.holdfast.volumes.plugins.module_utils._process import command_env, grow_pipe, need
 from ansible_collections.holdfast.volumes.plugins.module_utils._quiesce import (
     Quiesce,
@@ -60,13 +49,26 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._safe_fs import (
     foreign_writer,
     open_private_file,
 )
+from ansible_collections.holdfast.volumes.plugins.module_utils._store import (
+    COLLECTION_VERSION,
+    FORMAT,
+    FORMAT_VERSION,
+    TMP_PREFIX,
+    FolderLock,
+    archive_name,
+    clean_temporaries,
+    fsync_dir,
+    manifest_name_for,
+    safe_folder_name,
+    write_json_atomic,
+)
+from ansible_collections.holdfast.volumes.plugins.module_utils._verify import ReadBackVerifier
 from ansible_collections.holdfast.volumes.plugins.module_utils._volume_access import (
     IterReader,
     VolumeAccess,
     one_volume_or_path,
 )
 
-CHUNK = 1024 * 1024
 AGE_RECIPIENT_RE = re.compile(r'^(age1[0-9a-z]{20,}|ssh-(ed25519|rsa) \S+.*)$')
 TAR_CREATE = ['tar', '--create', '--file=-', '--numeric-owner', '--xattrs', '--xattrs-include=*', '--acls',
               '--sparse', '--totals', '--warning=no-file-ignored', '-C']
@@ -141,57 +143,6 @@ def check_dest(dest):
                             "the backup folder while the backup writes into it. Give it to root and remove group/"
                             "other write (chown root: %s && chmod go-w %s), or set the sticky bit (chmod +t)."
                             % (dest, why, dest, dest))
-
-
-class FolderLock(object):
-    """flock on <folder>/<name> (.lock: one backup, restore or rotation of a folder at a time); waits up to
-    `timeout` seconds, then fails saying who holds it (`holder`)."""
-
-    def __init__(self, folder, timeout, dir_fd=None, name='.lock', holder='Another backup, restore or rotation'):
-        self.name = name
-        self.path = os.path.join(folder, name)
-        self.timeout = timeout
-        self.dir_fd = dir_fd  # the folder's open descriptor: the lock is created in it, not by name
-        self.holder = holder
-        self.fd = None
-
-    def __enter__(self):
-        # never through a planted symlink, fifo or device (open_private_file checks it is a regular file)
-        if self.dir_fd is not None:
-            self.fd = open_private_file(self.name, os.O_RDWR | os.O_CREAT, 0o600, dir_fd=self.dir_fd)
-        else:
-            self.fd = open_private_file(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        deadline = time.monotonic() + self.timeout
-        while True:
-            try:
-                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return self
-            except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                    raise
-            if time.monotonic() >= deadline:
-                os.close(self.fd)
-                raise HoldfastError("%s holds the lock %s; waited %ss. Try again later or raise lock_timeout."
-                                    % (self.holder, self.path, self.timeout))
-            time.sleep(0.2)
-
-    def __exit__(self, *exc):
-        fcntl.flock(self.fd, fcntl.LOCK_UN)
-        os.close(self.fd)
-        return False
-
-
-def clean_temporaries(folder):
-    """Remove temporaries of interrupted runs. Call only while holding the folder lock."""
-    removed = []
-    for entry in os.listdir(folder):
-        if entry.startswith(TMP_PREFIX):
-            try:
-                os.unlink(os.path.join(folder, entry))
-                removed.append(entry)
-            except OSError:
-                pass
-    return removed
 
 
 class _Tee(object):
@@ -324,7 +275,7 @@ def write_archive(source_cmd, engine_stream, tmp_path, compression, level, recip
         verifier.abort()
         for _name, proc, _err in procs:
             proc.kill()
-        _reap(procs, thread)
+        reap(procs, thread)
         if watcher is not None:
             watcher.join()
         if not isinstance(exc, OSError):
@@ -335,7 +286,7 @@ def write_archive(source_cmd, engine_stream, tmp_path, compression, level, recip
         raise HoldfastError("Writing the archive failed: %s" % exc) from exc
     finally:
         os.close(fd)
-    reaped = _reap(procs, thread)
+    reaped = reap(procs, thread)
     if watcher is not None:
         watcher.join()
     stats = dict(raw_bytes=0, file_count=None, warnings=[], files_changed=None,
@@ -348,11 +299,11 @@ def write_archive(source_cmd, engine_stream, tmp_path, compression, level, recip
                 stats['raw_bytes'] = int(match.group(1))
             stats['files_changed'] = code == 1
             if code == 1:
-                stats['warnings'].append("tar saw files change while it read them: %s" % _tail(err, 300))
+                stats['warnings'].append("tar saw files change while it read them: %s" % tail(err, 300))
             elif code != 0:
-                failures.append('tar exited %d: %s' % (code, _tail(err)))
+                failures.append('tar exited %d: %s' % (code, tail(err)))
         elif code != 0:
-            failures.append('%s exited %d: %s' % (name, code, _tail(err)))
+            failures.append('%s exited %d: %s' % (name, code, tail(err)))
     if errors:
         failures.append('reading the volume through the Engine failed: %s' % errors[0])
     if failures:
@@ -368,107 +319,6 @@ def write_archive(source_cmd, engine_stream, tmp_path, compression, level, recip
                             % (read_back, stats['sha256']))
     stats['verified'] = bool(verify)
     return stats
-
-
-def _reap(procs, thread):
-    if thread is not None:
-        thread.join()
-    out = []
-    for name, proc, err in procs:
-        if proc.stdout:
-            proc.stdout.close()
-        code = proc.wait()
-        err.seek(0)
-        out.append((name, code, err.read().decode('utf-8', 'replace')))
-        err.close()
-    del procs[:]
-    return out
-
-
-class ReadBackVerifier(object):
-    """Verify while writing: a thread syncs each written window, drops it from the page cache, reads it back
-    from storage and hashes it, overlapping the device reads with the (CPU-bound) compression. finish() syncs
-    the rest, reads it back, and returns the sha256 of everything read back."""
-
-    WINDOW = 64 * 1024 * 1024
-
-    def __init__(self, path, write_fd, enabled=True, held=False):
-        self.enabled = enabled
-        self.held = held  # no sync or read-back until release(): the source read gets the disk to itself
-        self.write_fd = write_fd
-        self.read_fd = os.open(path, os.O_RDONLY) if enabled else None
-        self.digest = hashlib.sha256()
-        self.written = 0
-        self.queued = 0
-        self.error = None
-        self.cond = threading.Condition()
-        self.closing = False
-        self.thread = None
-        if enabled:
-            self.thread = threading.Thread(target=self._run)
-            self.thread.daemon = True
-            self.thread.start()
-
-    def wrote(self, n):
-        if not self.enabled:
-            return
-        with self.cond:
-            self.written += n
-            if self.written - self.queued >= self.WINDOW:
-                self.cond.notify()
-
-    def _run(self):
-        verified = 0
-        try:
-            while True:
-                with self.cond:
-                    while not self.closing and (self.held or self.written - verified < self.WINDOW):
-                        self.cond.wait()
-                    end = self.written if self.closing else verified + (self.written - verified) // self.WINDOW * \
-                        self.WINDOW
-                    self.queued = end
-                    last = self.closing
-                if end > verified:
-                    os.fdatasync(self.write_fd)
-                    if hasattr(os, 'posix_fadvise'):
-                        os.posix_fadvise(self.read_fd, verified, end - verified, os.POSIX_FADV_DONTNEED)
-                    while verified < end:
-                        block = os.pread(self.read_fd, min(4 * CHUNK, end - verified), verified)
-                        if not block:
-                            raise OSError(errno.EIO, 'short read while verifying')
-                        self.digest.update(block)
-                        verified += len(block)
-                if last:
-                    return
-        except OSError as exc:
-            self.error = exc
-
-    def release(self):
-        with self.cond:
-            self.held = False
-            self.cond.notify()
-
-    def _stop(self):
-        """Let the thread verify what is left, wait for it, and close the reading side (once)."""
-        with self.cond:
-            self.closing = True
-            self.cond.notify()
-        self.thread.join()
-        os.close(self.read_fd)
-        self.enabled = False
-
-    def finish(self):
-        """All data written: verify the rest; returns the hex digest of what was read back."""
-        if not self.enabled:
-            return None
-        self._stop()
-        if self.error:
-            raise HoldfastError("Reading the archive back from the destination failed: %s" % self.error)
-        return self.digest.hexdigest()
-
-    def abort(self):
-        if self.enabled:
-            self._stop()
 
 
 class _Sink(object):
@@ -488,11 +338,6 @@ class _Sink(object):
         self.written[0] += total
         if self.verifier is not None:
             self.verifier.wrote(total)
-
-
-def _tail(text, n=600):
-    text = (text or '').strip()
-    return text[-n:]
 
 
 def count_index(path):

@@ -10,9 +10,9 @@ __metaclass__ = type
 import datetime
 import os
 
-from ansible_collections.holdfast.volumes.plugins.module_utils._archive import backup_folders, list_backups
-from ansible_collections.holdfast.volumes.plugins.module_utils._rotation import check_backup
 from ansible_collections.holdfast.volumes.plugins.module_utils._safe_fs import check_private_dir
+from ansible_collections.holdfast.volumes.plugins.module_utils._store import backup_folders, list_backups
+from ansible_collections.holdfast.volumes.plugins.module_utils._verify import check_backup
 
 
 def folder_state(folder, verify, now):

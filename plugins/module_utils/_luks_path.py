@@ -35,6 +35,7 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._luks import (
     run,
 )
 from ansible_collections.holdfast.volumes.plugins.module_utils._process import need
+from ansible_collections.holdfast.volumes.plugins.module_utils._store import write_atomic
 
 NAME_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.+-]{0,100}$')
 CRYPTTAB = '/etc/crypttab'
@@ -174,13 +175,7 @@ def _write_table(path, key, line, runner, label):
     if new != text:
         def write():
             mode = stat.S_IMODE(os.stat(path).st_mode) if os.path.exists(path) else 0o644
-            tmp = path + '.holdfast-tmp'
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-            with os.fdopen(fd, 'w') as handle:
-                handle.write(new)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.rename(tmp, path)
+            write_atomic(path, new, mode, what=os.path.basename(path))
         runner.step('%s %s' % (label, path), write)
         return text, new
     return text, text

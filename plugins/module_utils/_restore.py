@@ -27,20 +27,6 @@ import threading
 import time
 from contextlib import nullcontext
 
-from ansible_collections.holdfast.volumes.plugins.module_utils._archive import (
-    AGE_MAGIC,
-    NAME_RE,
-    MemberChecker,
-    list_backups,
-    manifest_name_for,
-    open_regular,
-    read_manifest,
-    safe_folder_name,
-    sha256_file,
-    tree_fingerprint,
-    write_json_atomic,
-)
-from ansible_collections.holdfast.volumes.plugins.module_utils._backup import CHUNK, FolderLock
 from ansible_collections.holdfast.volumes.plugins.module_utils._docker_common import (
     LOCAL_SOCKETS,
     APIError,
@@ -52,6 +38,8 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._docker_common im
     validate_volume_name,
 )
 from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError, refuse_negative
+from ansible_collections.holdfast.volumes.plugins.module_utils._members import AGE_MAGIC, MemberChecker
+from ansible_collections.holdfast.volumes.plugins.module_utils._pipeline import CHUNK
 from ansible_collections.holdfast.volumes.plugins.module_utils._process import command_env, grow_pipe, need
 from ansible_collections.holdfast.volumes.plugins.module_utils._quiesce import (
     Quiesce,
@@ -71,6 +59,16 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._safe_fs import (
     stat_at,
     trusted_realpath,
 )
+from ansible_collections.holdfast.volumes.plugins.module_utils._store import (
+    NAME_RE,
+    FolderLock,
+    list_backups,
+    manifest_name_for,
+    open_regular,
+    read_manifest,
+    safe_folder_name,
+    write_json_atomic,
+)
 from ansible_collections.holdfast.volumes.plugins.module_utils._tar_gate import (
     DiskGuard,
     default_reserve,
@@ -79,6 +77,7 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._tar_gate import 
     reserve_bytes,
 )
 from ansible_collections.holdfast.volumes.plugins.module_utils._tar_read import GateLimit, TarFormatError
+from ansible_collections.holdfast.volumes.plugins.module_utils._verify import sha256_file
 from ansible_collections.holdfast.volumes.plugins.module_utils._volume_access import (
     VolumeAccess,
     dir_is_empty,
@@ -90,6 +89,27 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._volume_plan impo
 DEFAULT_STATE_DIR = '/var/lib/holdfast-volumes/restored'
 TAR_EXTRACT = ['tar', '--extract', '--file=-', '--numeric-owner', '--same-owner', '--same-permissions',
                '--xattrs', '--xattrs-include=*', '--acls', '--delay-directory-restore', '--no-unquote']
+
+
+def tree_fingerprint(root):
+    """Cheap summary of a tree (entries, bytes, newest mtime, ownership sum) to see whether it changed."""
+    entries = total = 0
+    newest = 0
+    owners = 0
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            try:
+                st = os.lstat(os.path.join(dirpath, name))
+            except OSError:
+                continue
+            entries += 1
+            if stat.S_ISREG(st.st_mode):
+                total += st.st_size
+            newest = max(newest, st.st_mtime_ns)
+            owners += st.st_uid * 7 + st.st_gid * 13 + stat.S_IMODE(st.st_mode)
+    st = os.lstat(root)
+    return dict(entries=entries, bytes=total, newest_mtime_ns=newest, owners=owners,
+                root_mode=stat.S_IMODE(st.st_mode), root_uid=st.st_uid, root_gid=st.st_gid)
 
 
 def locate(params):
@@ -892,4 +912,4 @@ def _restore_engine(client, params, archive, target_vol, checked):
                                 "archive changed during the restore" % target_vol['Name'])
 
 
-__all__ = ['run_restore', 'verify_archive', 'FolderLock']
+__all__ = ['run_restore', 'verify_archive']

@@ -21,12 +21,6 @@ import stat
 import time
 from contextlib import nullcontext
 
-from ansible_collections.holdfast.volumes.plugins.module_utils._archive import (
-    backup_folders,
-    list_backups,
-    sha256_file,
-)
-from ansible_collections.holdfast.volumes.plugins.module_utils._backup import FolderLock
 from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError, refuse_negative
 from ansible_collections.holdfast.volumes.plugins.module_utils._retention import (
     POLICY_KEYS,
@@ -34,7 +28,13 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._retention import
     parse_time,
     validate_policy,
 )
-from ansible_collections.holdfast.volumes.plugins.module_utils._safe_fs import check_private_dir, open_dir
+from ansible_collections.holdfast.volumes.plugins.module_utils._store import (
+    FolderLock,
+    backup_folders,
+    list_backups,
+    open_backup_folder,
+)
+from ansible_collections.holdfast.volumes.plugins.module_utils._verify import check_backup
 
 # The options of backup_rotation (its argument spec, and the defaults of the scheduled runner's jobs).
 ROTATION_OPTIONS = dict(
@@ -49,27 +49,6 @@ ROTATION_OPTIONS = dict(
 )
 # the policy's rules, as the retention helper knows them: counts are ints, durations strings
 ROTATION_OPTIONS.update((rule, dict(type='str' if rule.startswith('keep_within') else 'int')) for rule in POLICY_KEYS)
-
-
-def check_backup(backup, verify):
-    """None when sound, else why it is broken."""
-    manifest = backup['manifest']
-    try:
-        size = os.path.getsize(backup['archive_path'])
-    except OSError as exc:
-        return 'archive unreadable: %s' % exc.strerror
-    if manifest.get('bytes_stored') is not None and size != manifest['bytes_stored']:
-        return 'archive is %d bytes, manifest says %d' % (size, manifest['bytes_stored'])
-    if verify == 'sha256':
-        try:
-            actual = sha256_file(backup['archive_path'])
-        except OSError as exc:
-            return 'archive unreadable: %s' % exc.strerror
-        except HoldfastError as exc:  # not a regular file (a planted symlink, fifo or device)
-            return 'archive unreadable: %s' % exc.msg
-        if actual != manifest.get('sha256'):
-            return 'sha256 %s does not match the manifest (%s)' % (actual, manifest.get('sha256'))
-    return None
 
 
 def _entry(backup, reasons=None):
@@ -108,20 +87,6 @@ def _remove_backups(folder_fd, backups):
     freed += _unlink_all(folder_fd, (b['archive_path'] for b in backups))[0]
     os.fsync(folder_fd)
     return freed
-
-
-def open_backup_folder(folder):
-    """A backup folder that root may act in: a real directory (not a symlink) of root's that no other user can
-    change (check_private_dir, as the backup requires), opened without following a symlink and checked to be the
-    directory just judged. Returns its descriptor."""
-    checked = check_private_dir(folder, 'the backup folder')
-    fd = open_dir(os.path.realpath(os.path.dirname(folder)) + '/' + os.path.basename(folder))
-    st = os.fstat(fd)
-    if (st.st_dev, st.st_ino) != (checked.st_dev, checked.st_ino):
-        os.close(fd)
-        raise HoldfastError("The backup folder %s changed while it was being opened; nothing was done. Run again."
-                            % folder)
-    return fd
 
 
 def plan_folder(folder, rules, now, verify, stale_age):

@@ -10,10 +10,9 @@ import tarfile
 
 import pytest
 
-from ansible_collections.holdfast.volumes.plugins.module_utils._archive import (
-    MemberChecker,
+from ansible_collections.holdfast.volumes.plugins.module_utils._members import MemberChecker, detect_layers
+from ansible_collections.holdfast.volumes.plugins.module_utils._store import (
     archive_name,
-    detect_layers,
     manifest_name_for,
     safe_folder_name,
 )

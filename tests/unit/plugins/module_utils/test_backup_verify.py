@@ -8,8 +8,9 @@ import os
 
 import pytest
 
-from ansible_collections.holdfast.volumes.plugins.module_utils._backup import ReadBackVerifier, write_archive
+from ansible_collections.holdfast.volumes.plugins.module_utils._backup import write_archive
 from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
+from ansible_collections.holdfast.volumes.plugins.module_utils._verify import ReadBackVerifier
 
 
 class SmallWindow(ReadBackVerifier):
