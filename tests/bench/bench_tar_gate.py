@@ -33,7 +33,7 @@ from benchlib import drop_caches  # noqa: E402
 
 sys.path.insert(0, str(collections_path()))
 from ansible_collections.holdfast.volumes.plugins.module_utils import _restore  # noqa: E402
-from ansible_collections.holdfast.volumes.plugins.module_utils._backup import TAR_CREATE  # noqa: E402
+from ansible_collections.holdfast.volumes.plugins.module_utils._archive_write import TAR_CREATE  # noqa: E402
 from ansible_collections.holdfast.volumes.plugins.module_utils._members import MemberChecker  # noqa: E402
 from ansible_collections.holdfast.volumes.plugins.module_utils._tar_gate import gate_stream  # noqa: E402
 
