@@ -29,10 +29,7 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._archive_write im
     compressor_command,
     write_archive,
 )
-from ansible_collections.holdfast.volumes.plugins.module_utils._docker_common import (
-    connect,
-    inspect_volume,
-)
+from ansible_collections.holdfast.volumes.plugins.module_utils._docker_common import connect, inspect_volume
 from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError, refuse_negative
 from ansible_collections.holdfast.volumes.plugins.module_utils._process import need
 from ansible_collections.holdfast.volumes.plugins.module_utils._quiesce import (

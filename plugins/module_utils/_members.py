@@ -124,5 +124,3 @@ def tarinfo_kind(member):
     if member.isfifo():
         return 'fifo'
     return 'other'
-
-

@@ -16,6 +16,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import collections
 import os
 import stat
 import time
@@ -49,6 +50,11 @@ ROTATION_OPTIONS = dict(
 )
 # the policy's rules, as the retention helper knows them: counts are ints, durations strings
 ROTATION_OPTIONS.update((rule, dict(type='str' if rule.startswith('keep_within') else 'int')) for rule in POLICY_KEYS)
+
+
+# How a folder is rotated: the validated retention rules, "now" (None: the clock), the verify level of each backup
+# (sha256, size, none) and the age after which temporaries and orphan archives are stale (seconds).
+Rotation = collections.namedtuple('Rotation', 'rules now verify stale_age')
 
 
 def _entry(backup, reasons=None):
@@ -89,7 +95,9 @@ def _remove_backups(folder_fd, backups):
     return freed
 
 
-def plan_folder(folder, rules, now, verify, stale_age):
+def plan_folder(folder, how):
+    """What the rotation of one folder would do (how: a Rotation). Reads, removes nothing."""
+    rules, now, verify, stale_age = how
     scan = list_backups(folder)
     sound, broken = [], []
     for backup in scan['complete']:
@@ -117,9 +125,9 @@ def plan_folder(folder, rules, now, verify, stale_age):
                 bad_manifests=scan['bad_manifests'])
 
 
-def _rotate_folder(folder, folder_fd, params, rules, now, verify, stale_age, check_mode):
+def _rotate_folder(folder, folder_fd, params, how, check_mode):
     """Plan and (unless check_mode) apply the rotation of one folder, open as folder_fd and locked."""
-    plan = plan_folder(folder, rules, now, verify, stale_age)
+    plan = plan_folder(folder, how)
     before = sorted(os.path.basename(b['manifest_path']) for b in
                     [e['item'] for e in plan['keep']] + plan['remove'] + [x['_backup'] for x in plan['broken']])
     doomed = list(plan['remove'])
@@ -154,8 +162,7 @@ def run_rotation(params, check_mode=False):
     folders = backup_folders(dest, [params['volume']] if params.get('volume') else None)
     if params.get('volume') and not os.path.isdir(folders[0]):
         raise HoldfastError("No backup folder for %s in %s." % (params['volume'], dest))
-    verify = params.get('verify') or 'sha256'
-    stale_age = params.get('stale_age', 86400)
+    how = Rotation(rules, now, params.get('verify') or 'sha256', params.get('stale_age', 86400))
     result = dict(changed=False, kept=[], removed=[], broken=[], cleaned=[], bytes_freed=0, folders=[])
     diffs = []
     for folder in folders:
@@ -166,7 +173,7 @@ def run_rotation(params, check_mode=False):
             use_lock = not check_mode or '.lock' in os.listdir(folder_fd)
             ctx = FolderLock(folder, params.get('lock_timeout', 600), dir_fd=folder_fd) if use_lock else nullcontext()
             with ctx:
-                rotated = _rotate_folder(folder, folder_fd, params, rules, now, verify, stale_age, check_mode)
+                rotated = _rotate_folder(folder, folder_fd, params, how, check_mode)
         finally:
             os.close(folder_fd)
         kept, removed, broken_out, cleaned, freed, plan, before = rotated

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from trees import populate, snapshot
 
 from ansible_collections.holdfast.volumes.plugins.module_utils._members import MemberChecker
-from ansible_collections.holdfast.volumes.plugins.module_utils._restore import TAR_EXTRACT
+from ansible_collections.holdfast.volumes.plugins.module_utils._restore_read import TAR_EXTRACT
 from ansible_collections.holdfast.volumes.plugins.module_utils._tar_gate import (
     DiskGuard,
     gate_stream,
