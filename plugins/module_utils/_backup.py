@@ -228,7 +228,7 @@ def run_backup(params, check_mode=False):
         stats, quiesce, woke = _write_locked(Job(params, client, src, folder), final_name, result, warnings)
         duration = max(time.time() - started, 1e-6)
         consistency = consistency_record(quiesce.action, src.users, result['containers'],
-                                         [c['id'] for c in quiesce.touched], stats, woke)
+                                         [c['id'] for c in quiesce.touched], stats, woke=woke)
         manifest = backup_manifest(params, src.info, final_name, stats, dict(created=now, duration=duration))
         manifest.update(consistency, containers=[dict((k, v) for k, v in c.items() if k != 'restored')
                                                  for c in result['containers']])

@@ -233,7 +233,7 @@ def woke_up(client, containers):
     return out
 
 
-def consistency_record(action, users, containers, touched_ids, stats, woke=()):
+def consistency_record(action, users, containers, touched_ids, stats, *, woke=()):
     """What the manifest and the result say about the copy's consistency (pure).
 
     quiesced: containers were paused or stopped for the read. live_writers: containers that could write while it

@@ -234,5 +234,5 @@ def test_writers_paused_by_someone_else_and_woken_during_the_read():
             return {'State': {'Paused': cid == 'id-still'}}
     assert woke_up(Inspect(), [c('still', 'paused'), c('woke', 'paused'), c('gone', 'paused')]) == ['woke', 'gone']
     users = [c('still', 'paused'), c('woke', 'paused')]
-    record = consistency_record('none', users, [], [], dict(files_changed=False), ['woke'])
+    record = consistency_record('none', users, [], [], dict(files_changed=False), woke=['woke'])
     assert record['consistent'] is False and record['live_writers'] == ['woke']
