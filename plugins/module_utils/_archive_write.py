@@ -25,7 +25,6 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._errors import Ho
 from ansible_collections.holdfast.volumes.plugins.module_utils._pipeline import CHUNK, reap, tail
 from ansible_collections.holdfast.volumes.plugins.module_utils._process import command_env, grow_pipe, need
 from ansible_collections.holdfast.volumes.plugins.module_utils._verify import ReadBackVerifier
-from ansible_collections.holdfast.volumes.plugins.module_utils._volume_access import IterReader
 
 TAR_CREATE = ['tar', '--create', '--file=-', '--numeric-owner', '--xattrs', '--xattrs-include=*', '--acls',
               '--sparse', '--totals', '--warning=no-file-ignored', '-C']
@@ -64,10 +63,10 @@ def archive_stages(output):
 
 
 class _Tee(object):
-    """Reader over an iterator of bytes that forwards everything read into a sink (for counting members)."""
+    """A reader that forwards everything read from another one into a sink (for counting members)."""
 
-    def __init__(self, iterator, sink, counter):
-        self.reader = IterReader(iterator)
+    def __init__(self, reader, sink, counter):
+        self.reader = reader
         self.sink = sink
         self.counter = counter
 
@@ -249,7 +248,7 @@ def write_archive(source_cmd, engine_stream, tmp_path, output, *, on_source_done
                   pass_fds=()):
     """Run source -> [compressor] -> [age] and write the final bytes to tmp_path (hashing them).
 
-    source_cmd: GNU tar command (host route), or None with engine_stream (an iterator of raw tar bytes).
+    source_cmd: GNU tar command (host route), or None with engine_stream (a binary reader of the raw tar stream).
     output: an ArchiveOutput (compression, level, recipients, verify).
     on_source_done: called once (from another thread) as soon as the source has been read: tar has exited, or the
     Engine's stream has ended (or failed), before the compression tail, fsync and read-back. Quiesced containers

@@ -60,6 +60,7 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._store import (
     write_json_atomic,
 )
 from ansible_collections.holdfast.volumes.plugins.module_utils._volume_access import (
+    IterReader,
     VolumeAccess,
     one_volume_or_path,
 )
@@ -314,7 +315,7 @@ def _read_quiesced(job, quiesce, tmp_path, index_fd):
                                       hold_verify=bool(quiesce.touched), pass_fds=(index_fd,))
                 stats['file_count'] = count_index('/proc/self/fd/%d' % index_fd)
             else:
-                stream = src.access.engine_read_stream(cid)
+                stream = IterReader(src.access.engine_read_stream(cid))
                 stats = write_archive(None, stream, tmp_path, output, on_source_done=source_read,
                                       hold_verify=bool(quiesce.touched))
     return stats, woke

@@ -29,6 +29,7 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._docker_common im
 )
 from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError, refuse_negative
 from ansible_collections.holdfast.volumes.plugins.module_utils._quiesce import Quiesce, restore_consistency
+from ansible_collections.holdfast.volumes.plugins.module_utils._remote_store import locate_remote
 from ansible_collections.holdfast.volumes.plugins.module_utils._restore_engine import restore_engine
 from ansible_collections.holdfast.volumes.plugins.module_utils._restore_read import verify_archive
 from ansible_collections.holdfast.volumes.plugins.module_utils._restore_state import (
@@ -41,16 +42,53 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._restore_target i
     decide_target,
     dir_is_empty_except,
     find_leftovers,
-    locate,
     optional_client,
 )
 from ansible_collections.holdfast.volumes.plugins.module_utils._safe_fs import check_private_dir
-from ansible_collections.holdfast.volumes.plugins.module_utils._store import FolderLock
+from ansible_collections.holdfast.volumes.plugins.module_utils._store import (
+    NAME_RE,
+    FolderLock,
+    list_backups,
+    manifest_name_for,
+    read_manifest,
+    safe_folder_name,
+)
 from ansible_collections.holdfast.volumes.plugins.module_utils._volume_access import VolumeAccess, one_volume_or_path
 
 # one restore once its archive and target are decided: the task's params, the Engine client (or None), the archive
 # (a path, or a remote stream), its manifest (or None), decide_target's target and the restore state directory
 Restore = collections.namedtuple('Restore', 'params client archive manifest target state_dir')
+
+
+def locate(params):
+    """Find the archive (and its manifest, if any)."""
+    if params.get('remote'):
+        return locate_remote(params)  # an offsite store: the archive is a stream (see open_archive)
+    if params.get('archive'):
+        path = params['archive']
+        if not os.path.isfile(path):
+            raise HoldfastError("archive %s does not exist or is not a file." % path)
+        manifest = None
+        base = os.path.basename(path)
+        if NAME_RE.match(base):
+            mpath = os.path.join(os.path.dirname(path), manifest_name_for(base))
+            if os.path.lexists(mpath):
+                try:
+                    manifest = read_manifest(mpath)
+                except (ValueError, OSError) as exc:
+                    raise HoldfastError("The manifest %s beside the archive is not a valid manifest (%s)."
+                                        % (mpath, exc)) from None
+        return path, manifest
+    source = params.get('source') or params.get('volume') or params.get('path')
+    folder = os.path.join(params['dest'], safe_folder_name(source))
+    if os.path.lexists(folder):  # not a symlink, not another user's: as the backup requires
+        check_private_dir(folder, 'the backup folder')
+    scan = list_backups(folder)
+    if not scan['complete']:
+        raise HoldfastError("No complete backup of %s in %s (an archive counts only with its manifest)."
+                            % (source, folder))
+    newest = scan['complete'][0]
+    return newest['archive_path'], newest['manifest']
 
 
 def _timed(func):

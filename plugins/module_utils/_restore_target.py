@@ -1,9 +1,9 @@
 # -*- coding: utf-8 -*-
 # Copyright: holdfast.volumes contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Where a restore writes, decided once before anything is created: the archive to read (locate), the target
-(decide_target: a path, an existing volume, or a volume to create; the host or the Engine route), and whether the
-target is empty (leftovers of killed restores aside)."""
+"""Where a restore writes, decided once before anything is created: the target (decide_target: a path, an existing
+volume, or a volume to create; the host or the Engine route), and whether the target is empty (leftovers of killed
+restores aside)."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -20,20 +20,11 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._docker_common im
 )
 from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
 from ansible_collections.holdfast.volumes.plugins.module_utils._quiesce import containers_using
-from ansible_collections.holdfast.volumes.plugins.module_utils._remote_store import locate_remote
 from ansible_collections.holdfast.volumes.plugins.module_utils._safe_fs import (
     STAGING_PREFIX,
-    check_private_dir,
     leftover_staging,
     open_dir,
     trusted_realpath,
-)
-from ansible_collections.holdfast.volumes.plugins.module_utils._store import (
-    NAME_RE,
-    list_backups,
-    manifest_name_for,
-    read_manifest,
-    safe_folder_name,
 )
 from ansible_collections.holdfast.volumes.plugins.module_utils._volume_access import (
     VolumeAccess,
@@ -41,37 +32,6 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._volume_access im
     host_data_path,
 )
 from ansible_collections.holdfast.volumes.plugins.module_utils._volume_plan import restore_labels
-
-
-def locate(params):
-    """Find the archive (and its manifest, if any)."""
-    if params.get('remote'):
-        return locate_remote(params)  # an offsite store: the archive is a stream (see open_archive)
-    if params.get('archive'):
-        path = params['archive']
-        if not os.path.isfile(path):
-            raise HoldfastError("archive %s does not exist or is not a file." % path)
-        manifest = None
-        base = os.path.basename(path)
-        if NAME_RE.match(base):
-            mpath = os.path.join(os.path.dirname(path), manifest_name_for(base))
-            if os.path.lexists(mpath):
-                try:
-                    manifest = read_manifest(mpath)
-                except (ValueError, OSError) as exc:
-                    raise HoldfastError("The manifest %s beside the archive is not a valid manifest (%s)."
-                                        % (mpath, exc)) from None
-        return path, manifest
-    source = params.get('source') or params.get('volume') or params.get('path')
-    folder = os.path.join(params['dest'], safe_folder_name(source))
-    if os.path.lexists(folder):  # not a symlink, not another user's: as the backup requires
-        check_private_dir(folder, 'the backup folder')
-    scan = list_backups(folder)
-    if not scan['complete']:
-        raise HoldfastError("No complete backup of %s in %s (an archive counts only with its manifest)."
-                            % (source, folder))
-    newest = scan['complete'][0]
-    return newest['archive_path'], newest['manifest']
 
 
 def decide_target(client, params, manifest):

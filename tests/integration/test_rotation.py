@@ -160,7 +160,7 @@ def test_symlinked_folder_in_dest_is_never_followed(tmp_path):
     refused."""
     from ansible_collections.holdfast.volumes.plugins.module_utils._backup_info import run_backup_info
     from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
-    from ansible_collections.holdfast.volumes.plugins.module_utils._restore_target import locate
+    from ansible_collections.holdfast.volumes.plugins.module_utils._restore import locate
     from ansible_collections.holdfast.volumes.plugins.module_utils._rotation import run_rotation
     victim = tmp_path / 'victim'
     victim.mkdir(mode=0o700)

@@ -11,8 +11,8 @@ import signal
 import pytest
 
 from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
+from ansible_collections.holdfast.volumes.plugins.module_utils._restore import locate
 from ansible_collections.holdfast.volumes.plugins.module_utils._restore_read import open_archive
-from ansible_collections.holdfast.volumes.plugins.module_utils._restore_target import locate
 from ansible_collections.holdfast.volumes.plugins.module_utils._store import list_backups
 from ansible_collections.holdfast.volumes.plugins.module_utils._tar_read import TarFormatError, parse_number
 from ansible_collections.holdfast.volumes.plugins.module_utils._verify import check_backup
