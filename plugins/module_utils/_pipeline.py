@@ -1,14 +1,12 @@
 # -*- coding: utf-8 -*-
 # Copyright: holdfast.volumes contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Process pipelines of the backup and the restore (tar, zstd/pigz/gzip, age): the tools they need, pipe sizes,
-and collecting the stages' exit codes and messages."""
+"""Process pipelines of the backup and the restore (tar, zstd/pigz/gzip, age): the block size they move, and
+collecting the stages' exit codes and messages (finding a tool and sizing a pipe: _process)."""
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
-
-
 
 CHUNK = 1024 * 1024
 
