@@ -150,7 +150,8 @@ attributes:
   check_mode:
     support: full
     description:
-      - Lists every step a real run would take (RV(steps)), not only the first; changes nothing.
+      - Reads the state, plans, and returns the plan (RV(plan), also in RV(steps)) without applying it; every step a
+        real run would take, not only the first. Changes nothing.
       - Opens nothing, not even a temporary read-only mapping. The filesystem inside a container that is closed is
         therefore V(unknown) (RV(filesystem)); the steps then assume the wanted O(fstype) is there.
   diff_mode:
@@ -195,6 +196,16 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+plan:
+  description:
+    - The steps planned from the state read before any change, in order. In check mode, the prediction of a real
+      run (nothing is changed).
+    - In a real run, equal to RV(steps), unless the filesystem inside a closed container had to be seen first (see
+      RV(filesystem)); RV(steps) is then what was done after looking.
+  returned: always
+  type: list
+  elements: str
+  sample: ["create backing file /srv/luks/db.img (10737418240 bytes, sparse)", "luksFormat /srv/luks/db.img ..."]
 steps:
   description: Every step taken (or, in check mode, that would be taken), in order.
   returned: always
