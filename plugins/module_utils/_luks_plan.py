@@ -48,8 +48,8 @@ class Plan:
     filesystem: Optional[str] = None  # what the result reports (state mounted)
     probe_after_open: bool = False  # a real run looks at the filesystem after the 'open' step and plans again
 
-    def add(self, text, action, **args):
-        self.steps.append(Step(text, action, args))
+    def add(self, description, action, **args):
+        self.steps.append(Step(description, action, args))
 
     @property
     def texts(self):
@@ -261,8 +261,7 @@ def _plan_docker_volume(task, state, out):
                             % (task.docker_volume, vol['Options']))
 
 
-def _table_step(out, table, text, key, line, verb):
-    new = replace_managed_line(text, key, line)
+def _table_step(out, verb, table, text, new):
     if new != text:
         out.add('%s %s' % (verb, table), 'write_table', path=table, text=new)
 
@@ -276,8 +275,8 @@ def _plan_persistence(task, state, out, fstype):
     crypt = crypttab_line(task.name, task.source, keyfile, ['luks', 'nofail']) if persistent else None
     mount_opts = [o for o in task.mount_options if o != 'defaults'] or ['defaults']
     fst = fstab_line(task.mapper, task.path, fstype, mount_opts + ['nofail']) if persistent else None
-    _table_step(out, CRYPTTAB, state.crypttab, task.name, crypt, 'update')
-    _table_step(out, FSTAB, state.fstab, task.mapper, fst, 'update')
+    _table_step(out, 'update', CRYPTTAB, state.crypttab, replace_managed_line(state.crypttab, task.name, crypt))
+    _table_step(out, 'update', FSTAB, state.fstab, replace_managed_line(state.fstab, task.mapper, fst))
     if task.docker_volume:
         dropin, content = dropin_path(task.name), dropin_content(task.path)
         if persistent and state.dropin != content:
@@ -323,7 +322,7 @@ def _plan_absent(task, state, out):
         out.add('wipe the signatures of %s' % source, 'wipefs', source=source)
     if task.is_file and state.exists:
         out.add('remove %s' % source, 'remove_file', source=source)
-    _table_step(out, CRYPTTAB, state.crypttab, task.name, None, 'remove the entry from')
-    _table_step(out, FSTAB, state.fstab, task.mapper, None, 'remove the entry from')
+    for table, text, key in ((CRYPTTAB, state.crypttab, task.name), (FSTAB, state.fstab, task.mapper)):
+        _table_step(out, 'remove the entry from', table, text, replace_managed_line(text, key, None))
     if state.dropin is not None:
         out.add('remove %s' % dropin_path(task.name), 'unlink', path=dropin_path(task.name))
