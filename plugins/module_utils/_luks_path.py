@@ -26,11 +26,85 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._luks import (
     run,
 )
 from ansible_collections.holdfast.volumes.plugins.module_utils._luks_plan import plan, with_filesystem
-from ansible_collections.holdfast.volumes.plugins.module_utils._luks_state import (
-    Engine,
-    read_state,
-    task_from_params,
+from ansible_collections.holdfast.volumes.plugins.module_utils._luks_state import read_state, task_from_params
+
+# The options of luks_path (its argument spec) and the rules between them.
+LUKS_PATH_OPTIONS = dict(
+    path=dict(type='path', required=True),
+    backing_file=dict(type='path'),
+    device=dict(type='path'),
+    size=dict(type='str'),
+    preallocate=dict(type='bool', default=False),
+    name=dict(type='str'),
+    keyfile=dict(type='path', no_log=False),
+    passphrase=dict(type='str', no_log=True),
+    luks_type=dict(type='str', default='luks2', choices=['luks1', 'luks2']),
+    cipher=dict(type='str', default='aes-xts-plain64'),
+    key_size=dict(type='int', default=512, no_log=False),
+    pbkdf=dict(type='str', default='argon2id', choices=['argon2id', 'argon2i', 'pbkdf2']),
+    pbkdf_memory=dict(type='int'),
+    pbkdf_iter_time=dict(type='int'),
+    force_format=dict(type='bool', default=False),
+    fstype=dict(type='str', default='ext4', choices=['ext4', 'xfs']),
+    mount_options=dict(type='list', elements='str'),
+    owner=dict(type='raw'),
+    group=dict(type='raw'),
+    mode=dict(type='raw'),
+    docker_volume=dict(type='str'),
+    persistent=dict(type='bool'),
+    new_keyfile=dict(type='path', no_log=False),
+    new_passphrase=dict(type='str', no_log=True),
+    remove_keyfile=dict(type='path', no_log=False),
+    remove_passphrase=dict(type='str', no_log=True),
+    force_remove_last_key=dict(type='bool', default=False, no_log=False),
+    header_backup=dict(type='path'),
+    state=dict(type='str', default='mounted', choices=['mounted', 'unmounted', 'absent']),
+    destroy=dict(type='bool', default=False),
 )
+LUKS_PATH_RULES = dict(
+    mutually_exclusive=[('backing_file', 'device'), ('keyfile', 'passphrase'), ('new_keyfile', 'new_passphrase'),
+                        ('remove_keyfile', 'remove_passphrase')],
+    required_one_of=[('backing_file', 'device')],
+)
+
+
+class Engine(object):
+    """The Docker Engine, connected on first use (a bare path without a Docker volume needs none)."""
+
+    def __init__(self, params):
+        self.params = params
+        self._client = None
+
+    def client(self):
+        if self._client is None:
+            from ansible_collections.holdfast.volumes.plugins.module_utils._docker_common import connect
+            self._client = connect(self.params)
+        return self._client
+
+    def users(self, path, volume_name):
+        """Containers using the path or the Docker volume. Without a reachable engine, a bare path has none."""
+        from ansible_collections.holdfast.volumes.plugins.module_utils._quiesce import containers_using
+        try:
+            client = self.client()
+        except HoldfastError:
+            if volume_name:
+                raise
+            return []
+        return containers_using(client, volume=volume_name, path=path)
+
+    def volume(self, name):
+        from ansible_collections.holdfast.volumes.plugins.module_utils._docker_common import inspect_volume
+        return inspect_volume(self.client(), name)
+
+
+def attributes(params):
+    """uid, gid and mode (a ModeSpec) of the mount point, as volume_permissions reads them; a bad mode fails before
+    anything is read (with any state), an unknown owner or group only where they are used (state mounted)."""
+    from ansible_collections.holdfast.volumes.plugins.module_utils._permissions import ModeSpec, parse_id
+    mode = ModeSpec(params['mode'], 'mode') if params.get('mode') not in (None, '') else None
+    if (params.get('state') or 'mounted') != 'mounted':
+        return dict(mode=mode)
+    return dict(uid=parse_id(params.get('owner'), 'owner'), gid=parse_id(params.get('group'), 'group'), mode=mode)
 
 
 def _cryptsetup():
@@ -252,7 +326,7 @@ def _diff(task, state, after_dump):
 
 
 def run_luks_path(params, check_mode=False):
-    task = task_from_params(params, check_mode)
+    task = task_from_params(params, **attributes(params))
     _cryptsetup()
     engine = Engine(params)
     tester = KeyTester(task.source)

@@ -5,7 +5,8 @@
 
 Reading changes nothing (check mode runs all of it): luksDump, key tests (`cryptsetup open --test-passphrase`),
 blkid, sysfs, mountinfo, the host tables and the Docker Engine's volumes and containers. The plan is made from
-these two values by _luks_plan, without any I/O.
+these two values by _luks_plan, without any I/O. The Docker Engine is asked through the object read_state is given
+(luks_path's Engine), so that this file needs no feature.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -75,7 +76,6 @@ class LuksTask:
     header_backup: Optional[str] = None
     destroy: bool = False
     force_remove_last_key: bool = False
-    check_mode: bool = False
 
     @property
     def mapper(self):
@@ -135,17 +135,9 @@ def _check_keyfiles(params):
                                     % (opt, path, stat.S_IMODE(os.stat(path).st_mode)))
 
 
-def _attributes(params, state):
-    """(uid, gid, ModeSpec) of the mount point, each None when not asked; a bad mode fails before any step."""
-    from ansible_collections.holdfast.volumes.plugins.module_utils._permissions import ModeSpec, parse_id
-    mode = ModeSpec(params['mode'], 'mode') if params.get('mode') not in (None, '') else None
-    if state != 'mounted':
-        return None, None, mode
-    return parse_id(params.get('owner'), 'owner'), parse_id(params.get('group'), 'group'), mode
-
-
-def task_from_params(params, check_mode=False):
-    """The validated task; a HoldfastError that says what to fix before anything is read or changed."""
+def task_from_params(params, uid=None, gid=None, mode=None):
+    """The validated task; a HoldfastError that says what to fix before anything is read or changed. uid, gid and
+    mode (a ModeSpec) of the mount point come parsed: luks_path parses them with volume_permissions' rules."""
     if not params.get('path') or not os.path.isabs(params['path']):
         raise HoldfastError("path (the mount point) must be an absolute path.")
     if bool(params.get('backing_file')) == bool(params.get('device')):
@@ -156,7 +148,6 @@ def task_from_params(params, check_mode=False):
     if params.get('keyfile') and params.get('passphrase'):
         raise HoldfastError("Give keyfile or passphrase, not both.")
     state = params.get('state') or 'mounted'
-    uid, gid, mode = _attributes(params, state)
     if state == 'mounted' and not (params.get('keyfile') or params.get('passphrase')):
         raise HoldfastError("A key is needed: keyfile (a file on the host, mode 0600) or passphrase.")
     _check_keyfiles(params)
@@ -174,7 +165,7 @@ def task_from_params(params, check_mode=False):
         fstype=params.get('fstype') or 'ext4', mount_options=mount_options(params.get('mount_options')),
         uid=uid, gid=gid, mode=mode, docker_volume=params.get('docker_volume'), persistent=params.get('persistent'),
         header_backup=params.get('header_backup'), destroy=bool(params.get('destroy')),
-        force_remove_last_key=bool(params.get('force_remove_last_key')), check_mode=check_mode)
+        force_remove_last_key=bool(params.get('force_remove_last_key')))
     if size is not None and size < task.minimum:
         raise HoldfastError("size %s is too small: %s needs at least %d MiB for its metadata and a filesystem."
                             % (params['size'], task.luks_type, task.minimum >> 20))
@@ -186,35 +177,6 @@ def mount_options(value):
     if isinstance(options, str):
         options = [o for o in options.split(',') if o]
     return list(options)
-
-
-class Engine(object):
-    """The Docker Engine, connected on first use (a bare path without a Docker volume needs none)."""
-
-    def __init__(self, params):
-        self.params = params
-        self._client = None
-
-    def client(self):
-        if self._client is None:
-            from ansible_collections.holdfast.volumes.plugins.module_utils._docker_common import connect
-            self._client = connect(self.params)
-        return self._client
-
-    def users(self, path, volume_name):
-        """Containers using the path or the Docker volume. Without a reachable engine, a bare path has none."""
-        from ansible_collections.holdfast.volumes.plugins.module_utils._quiesce import containers_using
-        try:
-            client = self.client()
-        except HoldfastError:
-            if volume_name:
-                raise
-            return []
-        return containers_using(client, volume=volume_name, path=path)
-
-    def volume(self, name):
-        from ansible_collections.holdfast.volumes.plugins.module_utils._docker_common import inspect_volume
-        return inspect_volume(self.client(), name)
 
 
 def _read_source(task, state):
@@ -283,7 +245,8 @@ def _read_tables(task, state):
 
 
 def read_state(task, engine, tester=None):
-    """The LuksState of the task's container, mapping, mount, Docker volume and host tables."""
+    """The LuksState of the task's container, mapping, mount, Docker volume and host tables. engine answers
+    volume(name) (the inspected Docker volume or None) and users(path, volume_name) (the containers using them)."""
     state = LuksState()
     _read_source(task, state)
     _read_mapping(task, state)

@@ -157,8 +157,7 @@ def test_key_rotation():
     closed = plan(rotate, replace(again, active=False, mounted=None, filesystem=UNKNOWN))
     assert closed.steps[0].action == 'open' and closed.steps[0].args['key'] is new
     with pytest.raises(HoldfastError, match='last key'):
-        plan(task(old_key=Key('/etc/k/db', None, 'key to remove')), converged(unlocks={'key': True,
-                                                                                      'key to remove': True}))
+        plan(task(old_key=old), converged(unlocks={'key': True, 'key to remove': True}))
     assert actions(plan(task(old_key=old, force_remove_last_key=True),
                         converged(unlocks={'key': True, 'key to remove': True}))) == ['remove_key']
 
