@@ -15,12 +15,11 @@ __metaclass__ = type
 
 import os
 import re
-import shutil
 import subprocess
 
 from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
 from ansible_collections.holdfast.volumes.plugins.module_utils._host_info import sysfs_size_bytes
-from ansible_collections.holdfast.volumes.plugins.module_utils._process import command_env
+from ansible_collections.holdfast.volumes.plugins.module_utils._process import command_env, need
 
 SIZE_RE = re.compile(r'^\s*(\d+(?:\.\d+)?)\s*([KMGTP]?)(i?B?)?\s*$', re.I)
 UNITS = {'': 1, 'K': 1 << 10, 'M': 1 << 20, 'G': 1 << 30, 'T': 1 << 40, 'P': 1 << 50}
@@ -91,14 +90,6 @@ def parse_luks_dump(text):
 
 
 # -- commands ---------------------------------------------------------------------------------------------------
-def need(tool, package):
-    path = shutil.which(tool) or next((p for p in ('/sbin/' + tool, '/usr/sbin/' + tool) if os.path.exists(p)), None)
-    if not path:
-        raise HoldfastError("%s is not installed on the managed host; install the %s package (apt-get install %s)."
-                            % (tool, package, package))
-    return path
-
-
 def run(cmd, secrets=(), check=True, what=None):
     """Run a command; each secret (bytes) is given as a pipe, referenced in cmd as '/proc/self/fd/{fd0}', '{fd1}', ...
 

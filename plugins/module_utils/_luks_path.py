@@ -21,12 +21,12 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._host_tables impo
 from ansible_collections.holdfast.volumes.plugins.module_utils._luks import (
     KeyTester,
     luks_dump,
-    need,
     probe_filesystem,
     run,
 )
 from ansible_collections.holdfast.volumes.plugins.module_utils._luks_plan import plan, with_filesystem
 from ansible_collections.holdfast.volumes.plugins.module_utils._luks_state import read_state, task_from_params
+from ansible_collections.holdfast.volumes.plugins.module_utils._process import need
 
 # The options of luks_path (its argument spec) and the rules between them.
 LUKS_PATH_OPTIONS = dict(
@@ -100,7 +100,7 @@ class Engine(object):
 def attributes(params):
     """uid, gid and mode (a ModeSpec) of the mount point, as volume_permissions reads them; a bad mode fails before
     anything is read (with any state), an unknown owner or group only where they are used (state mounted)."""
-    from ansible_collections.holdfast.volumes.plugins.module_utils._permissions import ModeSpec, parse_id
+    from ansible_collections.holdfast.volumes.plugins.module_utils._modes import ModeSpec, parse_id
     mode = ModeSpec(params['mode'], 'mode') if params.get('mode') not in (None, '') else None
     if (params.get('state') or 'mounted') != 'mounted':
         return dict(mode=mode)
@@ -228,15 +228,8 @@ class Applier(object):
         os.chmod(path, mode)
 
     def do_create_volume(self, name, options, labels):
-        from ansible_collections.holdfast.volumes.plugins.module_utils._docker_common import (
-            APIError,
-            DockerException,
-            api_error,
-        )
-        try:
-            self.engine.client().create_volume(name=name, driver='local', driver_opts=options, labels=labels)
-        except (DockerException, APIError) as exc:
-            raise api_error('create volume %s' % name, exc) from exc
+        from ansible_collections.holdfast.volumes.plugins.module_utils._docker_common import create_volume
+        create_volume(self.engine.client(), name, driver_opts=options, labels=labels)
 
     def do_remove_volume(self, name):
         self.engine.client().remove_volume(name)

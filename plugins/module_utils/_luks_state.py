@@ -35,12 +35,12 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._luks import (
     block_size_bytes,
     holds_data,
     luks_dump,
-    need,
     parse_size,
     parse_status,
     probe_filesystem,
     run,
 )
+from ansible_collections.holdfast.volumes.plugins.module_utils._process import need
 
 NAME_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.+-]{0,100}$')
 UNKNOWN = 'unknown'
