@@ -16,7 +16,7 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._docker_common im
     is_local_engine,
     list_volumes,
 )
-from ansible_collections.holdfast.volumes.plugins.module_utils._luks import at_rest, read_mounts
+from ansible_collections.holdfast.volumes.plugins.module_utils._host_info import at_rest, read_mounts
 from ansible_collections.holdfast.volumes.plugins.module_utils._volume_access import host_data_path
 from ansible_collections.holdfast.volumes.plugins.module_utils._volume_plan import matches_selector, validate_selector
 
