@@ -10,9 +10,13 @@ __metaclass__ = type
 import datetime
 import os
 
-from ansible_collections.holdfast.volumes.plugins.module_utils._archive import backup_folders, list_backups
-from ansible_collections.holdfast.volumes.plugins.module_utils._rotation import check_backup
+from ansible_collections.holdfast.volumes.plugins.module_utils._restore_state import (
+    DEFAULT_STATE_DIR,
+    restore_leftovers,
+)
 from ansible_collections.holdfast.volumes.plugins.module_utils._safe_fs import check_private_dir
+from ansible_collections.holdfast.volumes.plugins.module_utils._store import backup_folders, list_backups
+from ansible_collections.holdfast.volumes.plugins.module_utils._verify import check_backup
 
 
 def folder_state(folder, verify, now):
@@ -46,10 +50,6 @@ def _flag(value):
 
 
 def run_backup_info(params):
-    from ansible_collections.holdfast.volumes.plugins.module_utils._restore import (
-        DEFAULT_STATE_DIR,
-        restore_leftovers,
-    )
     now = datetime.datetime.now(datetime.timezone.utc)
     folders = backup_folders(params['dest'], params.get('volumes'))
     for folder in folders:  # what another user could plant there is not reported as root's backups

@@ -1,12 +1,12 @@
 # -*- coding: utf-8 -*-
 # Copyright: holdfast.volumes contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""LUKS, loop and mount primitives, and the parsers of their output (pure, unit-tested).
+"""LUKS: sizes, the parsers of `cryptsetup status` / `luksDump` output (pure, unit-tested), keys, and the commands
+that read a container (luksDump, key tests, blkid).
 
-State is read without udev or lsblk: /proc/self/mountinfo, sysfs (/sys/block/loop*/loop/backing_file,
-/sys/block/dm-*/dm/name) and `cryptsetup status` / `luksDump` with LC_ALL=C. Secrets reach cryptsetup through
-pipes (`--key-file=/proc/self/fd/N`, which works without udev's /dev/fd), never on a command line and never in
-a file.
+cryptsetup runs with LC_ALL=C. Secrets reach it through pipes (`--key-file=/proc/self/fd/N`, which works without
+udev's /dev/fd), never on a command line and never in a file. Mounts and sysfs are in _host_info, the host tables
+(crypttab, fstab, drop-ins) in _host_tables.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -15,18 +15,16 @@ __metaclass__ = type
 
 import os
 import re
-import shutil
-import stat
 import subprocess
 
 from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
-from ansible_collections.holdfast.volumes.plugins.module_utils._process import command_env
+from ansible_collections.holdfast.volumes.plugins.module_utils._host_info import sysfs_size_bytes
+from ansible_collections.holdfast.volumes.plugins.module_utils._process import command_env, need
 
 SIZE_RE = re.compile(r'^\s*(\d+(?:\.\d+)?)\s*([KMGTP]?)(i?B?)?\s*$', re.I)
 UNITS = {'': 1, 'K': 1 << 10, 'M': 1 << 20, 'G': 1 << 30, 'T': 1 << 40, 'P': 1 << 50}
 MIN_LUKS2_BYTES = 32 << 20
 MIN_LUKS1_BYTES = 8 << 20
-MANAGED_MARK = '# managed by holdfast.volumes luks_path'
 
 
 def parse_size(value):
@@ -38,95 +36,6 @@ def parse_size(value):
         raise HoldfastError("size %r is not a size: use bytes or a number with K, M, G or T (e.g. 10G)." % value)
     number, unit = float(match.group(1)), match.group(2).upper()
     return int(number * UNITS[unit])
-
-
-def _unescape(text):
-    return re.sub(r'\\([0-7]{3})', lambda m: chr(int(m.group(1), 8)), text)
-
-
-def parse_mountinfo(text):
-    """/proc/self/mountinfo -> list of dict(mount_point, source, fstype, options, major_minor, root)."""
-    mounts = []
-    for line in text.splitlines():
-        if not line.strip():
-            continue
-        left, _sep, right = line.partition(' - ')
-        fields = left.split()
-        rfields = right.split()
-        if len(fields) < 6 or len(rfields) < 2:
-            continue
-        mounts.append(dict(mount_id=fields[0], parent_id=fields[1], major_minor=fields[2], root=_unescape(fields[3]),
-                           mount_point=_unescape(fields[4]), options=fields[5], fstype=rfields[0],
-                           source=_unescape(rfields[1]), super_options=rfields[2] if len(rfields) > 2 else ''))
-    return mounts
-
-
-def mount_at(mounts, path):
-    """The topmost mount whose mount point is exactly path, or None."""
-    found = None
-    for mount in mounts:
-        if mount['mount_point'] == path:
-            found = mount
-    return found
-
-
-def mount_containing(mounts, path):
-    """The mount that holds path: the longest mount point that is path or one of its parents (of equal ones, the
-    last mounted, which hides the others)."""
-    best = None
-    for mount in mounts:
-        point = mount['mount_point']
-        if path == point or point == '/' or path.startswith(point.rstrip('/') + '/'):
-            if best is None or len(point) >= len(best['mount_point']):
-                best = mount
-    return best
-
-
-CRYPT_UUID_RE = re.compile(r'^CRYPT-([A-Za-z0-9]+)-')
-
-
-def _sysfs_read(path):
-    try:
-        with open(path) as handle:
-            return handle.read().strip()
-    except OSError:
-        return None
-
-
-def crypt_layers(device_dir, depth=0):
-    """The dm-crypt devices in a block device's stack (itself, then down through its slaves: LVM on LUKS, LUKS on
-    RAID, ...), from sysfs alone. device_dir is the device's sysfs directory."""
-    found = []
-    match = CRYPT_UUID_RE.match(_sysfs_read(os.path.join(device_dir, 'dm', 'uuid')) or '')
-    if match:
-        found.append(dict(device=os.path.basename(device_dir), type=match.group(1),
-                          mapper=_sysfs_read(os.path.join(device_dir, 'dm', 'name'))))
-    slaves = os.path.join(device_dir, 'slaves')
-    if depth < 8 and os.path.isdir(slaves):
-        for slave in sorted(os.listdir(slaves)):
-            found.extend(crypt_layers(os.path.realpath(os.path.join(slaves, slave)), depth + 1))
-    return found
-
-
-def at_rest(path=None, device=None, mounts=None, sysfs='/sys'):
-    """Whether the data at a host path (or on a block device) is encrypted at rest: dict(encrypted, source,
-    layers) where layers are the dm-crypt devices under it; None when it cannot be told."""
-    if device:
-        try:
-            info = os.stat(device)
-        except OSError:
-            return None
-        if not stat.S_ISBLK(info.st_mode):
-            return None
-        major_minor, source = '%d:%d' % (os.major(info.st_rdev), os.minor(info.st_rdev)), device
-    else:
-        mount = mount_containing(mounts or [], os.path.realpath(path))
-        if mount is None:
-            return None
-        major_minor, source = mount['major_minor'], mount['source']
-    base = os.path.join(sysfs, 'dev', 'block', major_minor)
-    layers = crypt_layers(os.path.realpath(base)) if os.path.exists(base) else []
-    return dict(encrypted=bool(layers), source=source, layers=layers)
 
 
 def parse_status(text):
@@ -180,44 +89,7 @@ def parse_luks_dump(text):
     return out
 
 
-def crypttab_line(name, source, keyfile, options):
-    return '%s %s %s %s %s' % (name, source, keyfile or 'none', ','.join(options), MANAGED_MARK)
-
-
-def fstab_line(device, path, fstype, options):
-    return '%s %s %s %s 0 2 %s' % (device, path.replace(' ', '\\040'), fstype, ','.join(options), MANAGED_MARK)
-
-
-def replace_managed_line(text, key, line):
-    """Pure: text of a table file with the managed line for `key` (first field) set to `line` (None: removed).
-    Lines not written by us are never touched; an unmanaged line for the same key is an error."""
-    out = []
-    found = False
-    for existing in text.splitlines():
-        fields = existing.split()
-        if fields and not existing.lstrip().startswith('#') and fields[0] == key:
-            if MANAGED_MARK not in existing:
-                raise HoldfastError("An entry for %s that holdfast.volumes did not write exists already: %r. Remove "
-                                    "it or set persistent: false." % (key, existing))
-            found = True
-            if line is not None:
-                out.append(line)
-            continue
-        out.append(existing)
-    if not found and line is not None:
-        out.append(line)
-    return '\n'.join(out) + ('\n' if out else '')
-
-
 # -- commands ---------------------------------------------------------------------------------------------------
-def need(tool, package):
-    path = shutil.which(tool) or next((p for p in ('/sbin/' + tool, '/usr/sbin/' + tool) if os.path.exists(p)), None)
-    if not path:
-        raise HoldfastError("%s is not installed on the managed host; install the %s package (apt-get install %s)."
-                            % (tool, package, package))
-    return path
-
-
 def run(cmd, secrets=(), check=True, what=None):
     """Run a command; each secret (bytes) is given as a pipe, referenced in cmd as '/proc/self/fd/{fd0}', '{fd1}', ...
 
@@ -243,57 +115,87 @@ def run(cmd, secrets=(), check=True, what=None):
     return proc.returncode, out, err
 
 
-def read_mounts():
-    with open('/proc/self/mountinfo') as handle:
-        return parse_mountinfo(handle.read())
-
-
-def loop_for_file(path):
-    """The loop device (e.g. /dev/loop3) attached to a file, found through sysfs; None if none."""
-    real = os.path.realpath(path)
-    try:
-        names = os.listdir('/sys/block')
-    except OSError:
-        return None
-    for name in sorted(names):
-        if not name.startswith('loop'):
-            continue
-        try:
-            with open('/sys/block/%s/loop/backing_file' % name) as handle:
-                backing = handle.read().strip()
-        except OSError:
-            continue
-        if backing.endswith(' (deleted)'):
-            continue
-        if os.path.realpath(backing) == real:
-            return '/dev/' + name
-    return None
-
-
 def block_size_bytes(device):
-    """Size of a block device from sysfs (512-byte sectors)."""
-    name = os.path.basename(os.path.realpath(device))
-    try:
-        with open('/sys/class/block/%s/size' % name) as handle:
-            return int(handle.read().strip()) * 512
-    except (OSError, ValueError):
+    """Size of a block device: sysfs, else blockdev."""
+    size = sysfs_size_bytes(device)
+    if size is None:
         _rc, out, _err = run([need('blockdev', 'util-linux'), '--getsize64', device], what='blockdev')
-        return int(out.strip())
+        size = int(out.strip())
+    return size
 
 
-def dm_device(name):
-    """The kernel name (dm-N) of the active device-mapper device NAME, from sysfs (no udev needed); else None."""
-    try:
-        for dm in os.listdir('/sys/class/block'):
-            if dm.startswith('dm-'):
-                with open('/sys/class/block/%s/dm/name' % dm) as handle:
-                    if handle.read().strip() == name:
-                        return dm
-    except OSError:
-        pass
+def luks_dump(source):
+    """The parsed luksDump of source; None when it is not LUKS."""
+    rc, out, _err = run([need('cryptsetup', 'cryptsetup-bin'), 'luksDump', source], check=False)
+    return parse_luks_dump(out) if rc == 0 else None
+
+
+def holds_data(source):
+    """A filesystem or other signature on the backing store, or any non-zero byte in its first MiB; else None."""
+    rc, out, _err = run([need('blkid', 'util-linux'), '-p', '-o', 'export', source], check=False)
+    if rc == 0 and 'TYPE=' in out:
+        return out.strip().replace('\n', ' ')
+    with open(source, 'rb') as handle:
+        head = handle.read(1 << 20)
+    if head.strip(b'\0'):
+        return 'non-zero data in the first MiB'
     return None
 
 
-def mapper_active(name):
-    """True when /dev/mapper/NAME is an active device-mapper device."""
-    return dm_device(name) is not None
+def probe_filesystem(device):
+    """(filesystem type or None, blank) of an open device."""
+    _rc, out, _err = run([need('blkid', 'util-linux'), '-p', '-o', 'value', '-s', 'TYPE', device], check=False)
+    fs = out.strip() or None
+    if fs:
+        return fs, False
+    with open(device, 'rb') as handle:
+        head = handle.read(1 << 20)
+    return None, not head.strip(b'\0')
+
+
+class Key(object):
+    """A key: a keyfile path, or a passphrase given through a pipe. repr() never shows the secret."""
+
+    def __init__(self, keyfile=None, passphrase=None, label='key'):
+        self.keyfile = keyfile
+        self.passphrase = passphrase
+        self.label = label
+
+    def __bool__(self):
+        return bool(self.keyfile or self.passphrase)
+
+    __nonzero__ = __bool__
+
+    def __repr__(self):
+        return '<Key %s>' % self.label
+
+    def args(self, option='--key-file', index=0):
+        if self.keyfile:
+            return [option, self.keyfile], []
+        return [option, '/proc/self/fd/{fd%d}' % index], [self.passphrase.encode('utf-8')]
+
+    def same(self, other):
+        return bool(other) and self.keyfile == other.keyfile and self.passphrase == other.passphrase
+
+
+class KeyTester(object):
+    """Whether a key unlocks the container, each key tested once per run (a failing test costs one key
+    derivation per key slot: seconds on small hosts). forget() after any step that changes the key slots."""
+
+    def __init__(self, source):
+        self.source = source
+        self.known = {}
+
+    def unlocks(self, key):
+        if not key:
+            return False
+        ident = (key.keyfile, key.passphrase)
+        if ident not in self.known:
+            args, secrets = key.args()
+            rc, _out, _err = run([need('cryptsetup', 'cryptsetup-bin'), 'open', '--test-passphrase'] + args
+                                 + [self.source], secrets=secrets, check=False)
+            self.known[ident] = rc == 0
+        return self.known[ident]
+
+    def forget(self):
+        self.known = {}

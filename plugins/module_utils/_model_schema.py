@@ -202,7 +202,7 @@ def validate_model(entries, offsite_default=None):
     holdfast_backup_offsite, checked too (the backup role passes it)."""
     from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
-    from ansible_collections.holdfast.volumes.plugins.module_utils._permissions import ModeSpec
+    from ansible_collections.holdfast.volumes.plugins.module_utils._modes import ModeSpec
     from ansible_collections.holdfast.volumes.plugins.module_utils._retention import validate_policy
     from ansible_collections.holdfast.volumes.plugins.module_utils._volume_plan import VOLUME_NAME_RE
 

@@ -32,8 +32,6 @@ import os
 import re
 import threading
 
-from ansible_collections.holdfast.volumes.plugins.module_utils._archive import backup_folders, list_backups
-from ansible_collections.holdfast.volumes.plugins.module_utils._backup import FolderLock
 from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
 from ansible_collections.holdfast.volumes.plugins.module_utils._rclone import Rclone
 from ansible_collections.holdfast.volumes.plugins.module_utils._remote_store import (
@@ -52,6 +50,11 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._retention import
     validate_policy,
 )
 from ansible_collections.holdfast.volumes.plugins.module_utils._rotation import broken_warnings
+from ansible_collections.holdfast.volumes.plugins.module_utils._store import (
+    FolderLock,
+    backup_folders,
+    list_backups,
+)
 
 BWLIMIT_RE = re.compile(r'^(off|\d+(\.\d+)?[BKMGTP]?(:\d+(\.\d+)?[BKMGTP]?)?)$', re.IGNORECASE)
 SINGLE_PART_LIMIT = 5 * 1024 ** 3  # --s3-upload-cutoff 5G

@@ -220,6 +220,48 @@ def run_hook(client, hook, stage):
     return dict(container=container, command=command, stage=stage, exit_code=code, output=text[-4000:])
 
 
+def woke_up(client, containers):
+    """Names of the containers (paused before the backup, by someone else) that are no longer paused."""
+    out = []
+    for c in containers:
+        try:
+            state = client.inspect_container(c['id']).get('State') or {}
+        except (DockerException, APIError):  # gone, or the Engine failed: cannot vouch for it
+            state = {}
+        if not state.get('Paused'):
+            out.append(c['name'])
+    return out
+
+
+def consistency_record(action, users, containers, touched_ids, stats, *, woke=()):
+    """What the manifest and the result say about the copy's consistency (pure).
+
+    quiesced: containers were paused or stopped for the read. live_writers: containers that could write while it
+    was read (running, mounted writable, not quiesced; or paused by someone else and unpaused before the read
+    ended); None when the Engine could not be asked (a path backup with
+    quiesce: none and no Engine). files_changed: tar reported files that changed while it read them (None on the
+    Engine route, which cannot tell). consistent: no live writer and no changed file.
+    """
+    writers = None if users is None else live_writers(users, set(touched_ids)) + list(woke)
+    files_changed = stats.get('files_changed')
+    return dict(
+        quiesce_action=action, quiesced=bool(containers), live_writers=writers, files_changed=files_changed,
+        consistent=not writers and files_changed is not True)
+
+
+def inconsistency_warning(name, consistency, tar_messages):
+    reasons = []
+    if consistency['live_writers']:
+        reasons.append("containers %s had it mounted writable and were not quiesced while it was read"
+                       % ", ".join(consistency['live_writers']))
+    if consistency['files_changed']:
+        reasons.append("tar saw files change while it read them%s" % (
+            " (%s)" % tar_messages[0] if tar_messages else ''))
+    return ("The backup of %s is NOT consistent: %s. A database restored from it may start and still be corrupt. "
+            "Use the default quiesce (auto: pause the writers) or quiesce: pause or stop; see docs/databases.md."
+            % (name, "; ".join(reasons)))
+
+
 def restore_consistency(archive, manifest, allow_inconsistent=True):
     """The recorded consistency of the backup being restored: True, False, or None (an older manifest, or none).
 

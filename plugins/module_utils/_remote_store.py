@@ -19,16 +19,16 @@ import os
 import re
 import socket
 
-from ansible_collections.holdfast.volumes.plugins.module_utils._archive import (
+from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
+from ansible_collections.holdfast.volumes.plugins.module_utils._rclone import Rclone, explain, rclone_message
+from ansible_collections.holdfast.volumes.plugins.module_utils._retention import apply_policy
+from ansible_collections.holdfast.volumes.plugins.module_utils._store import (
     MANIFEST_MAX,
     MANIFEST_SUFFIX,
     classify_folder,
     read_manifest,
     safe_folder_name,
 )
-from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
-from ansible_collections.holdfast.volumes.plugins.module_utils._rclone import Rclone, explain, rclone_message
-from ansible_collections.holdfast.volumes.plugins.module_utils._retention import apply_policy
 
 HOST_RE = re.compile(r'^[A-Za-z0-9_.@-]+$')
 CHUNK = 4 * 1024 * 1024

@@ -16,17 +16,12 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import collections
 import os
 import stat
 import time
 from contextlib import nullcontext
 
-from ansible_collections.holdfast.volumes.plugins.module_utils._archive import (
-    backup_folders,
-    list_backups,
-    sha256_file,
-)
-from ansible_collections.holdfast.volumes.plugins.module_utils._backup import FolderLock
 from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError, refuse_negative
 from ansible_collections.holdfast.volumes.plugins.module_utils._retention import (
     POLICY_KEYS,
@@ -34,7 +29,13 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._retention import
     parse_time,
     validate_policy,
 )
-from ansible_collections.holdfast.volumes.plugins.module_utils._safe_fs import check_private_dir, open_dir
+from ansible_collections.holdfast.volumes.plugins.module_utils._store import (
+    FolderLock,
+    backup_folders,
+    list_backups,
+    open_backup_folder,
+)
+from ansible_collections.holdfast.volumes.plugins.module_utils._verify import check_backup
 
 # The options of backup_rotation (its argument spec, and the defaults of the scheduled runner's jobs).
 ROTATION_OPTIONS = dict(
@@ -51,25 +52,9 @@ ROTATION_OPTIONS = dict(
 ROTATION_OPTIONS.update((rule, dict(type='str' if rule.startswith('keep_within') else 'int')) for rule in POLICY_KEYS)
 
 
-def check_backup(backup, verify):
-    """None when sound, else why it is broken."""
-    manifest = backup['manifest']
-    try:
-        size = os.path.getsize(backup['archive_path'])
-    except OSError as exc:
-        return 'archive unreadable: %s' % exc.strerror
-    if manifest.get('bytes_stored') is not None and size != manifest['bytes_stored']:
-        return 'archive is %d bytes, manifest says %d' % (size, manifest['bytes_stored'])
-    if verify == 'sha256':
-        try:
-            actual = sha256_file(backup['archive_path'])
-        except OSError as exc:
-            return 'archive unreadable: %s' % exc.strerror
-        except HoldfastError as exc:  # not a regular file (a planted symlink, fifo or device)
-            return 'archive unreadable: %s' % exc.msg
-        if actual != manifest.get('sha256'):
-            return 'sha256 %s does not match the manifest (%s)' % (actual, manifest.get('sha256'))
-    return None
+# How a folder is rotated: the validated retention rules, "now" (None: the clock), the verify level of each backup
+# (sha256, size, none) and the age after which temporaries and orphan archives are stale (seconds).
+Rotation = collections.namedtuple('Rotation', 'rules now verify stale_age')
 
 
 def _entry(backup, reasons=None):
@@ -110,21 +95,9 @@ def _remove_backups(folder_fd, backups):
     return freed
 
 
-def open_backup_folder(folder):
-    """A backup folder that root may act in: a real directory (not a symlink) of root's that no other user can
-    change (check_private_dir, as the backup requires), opened without following a symlink and checked to be the
-    directory just judged. Returns its descriptor."""
-    checked = check_private_dir(folder, 'the backup folder')
-    fd = open_dir(os.path.realpath(os.path.dirname(folder)) + '/' + os.path.basename(folder))
-    st = os.fstat(fd)
-    if (st.st_dev, st.st_ino) != (checked.st_dev, checked.st_ino):
-        os.close(fd)
-        raise HoldfastError("The backup folder %s changed while it was being opened; nothing was done. Run again."
-                            % folder)
-    return fd
-
-
-def plan_folder(folder, rules, now, verify, stale_age):
+def plan_folder(folder, how):
+    """What the rotation of one folder would do (how: a Rotation). Reads, removes nothing."""
+    rules, now, verify, stale_age = how
     scan = list_backups(folder)
     sound, broken = [], []
     for backup in scan['complete']:
@@ -152,9 +125,9 @@ def plan_folder(folder, rules, now, verify, stale_age):
                 bad_manifests=scan['bad_manifests'])
 
 
-def _rotate_folder(folder, folder_fd, params, rules, now, verify, stale_age, check_mode):
+def _rotate_folder(folder, folder_fd, params, how, check_mode):
     """Plan and (unless check_mode) apply the rotation of one folder, open as folder_fd and locked."""
-    plan = plan_folder(folder, rules, now, verify, stale_age)
+    plan = plan_folder(folder, how)
     before = sorted(os.path.basename(b['manifest_path']) for b in
                     [e['item'] for e in plan['keep']] + plan['remove'] + [x['_backup'] for x in plan['broken']])
     doomed = list(plan['remove'])
@@ -189,8 +162,7 @@ def run_rotation(params, check_mode=False):
     folders = backup_folders(dest, [params['volume']] if params.get('volume') else None)
     if params.get('volume') and not os.path.isdir(folders[0]):
         raise HoldfastError("No backup folder for %s in %s." % (params['volume'], dest))
-    verify = params.get('verify') or 'sha256'
-    stale_age = params.get('stale_age', 86400)
+    how = Rotation(rules, now, params.get('verify') or 'sha256', params.get('stale_age', 86400))
     result = dict(changed=False, kept=[], removed=[], broken=[], cleaned=[], bytes_freed=0, folders=[])
     diffs = []
     for folder in folders:
@@ -201,7 +173,7 @@ def run_rotation(params, check_mode=False):
             use_lock = not check_mode or '.lock' in os.listdir(folder_fd)
             ctx = FolderLock(folder, params.get('lock_timeout', 600), dir_fd=folder_fd) if use_lock else nullcontext()
             with ctx:
-                rotated = _rotate_folder(folder, folder_fd, params, rules, now, verify, stale_age, check_mode)
+                rotated = _rotate_folder(folder, folder_fd, params, how, check_mode)
         finally:
             os.close(folder_fd)
         kept, removed, broken_out, cleaned, freed, plan, before = rotated

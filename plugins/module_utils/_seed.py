@@ -19,15 +19,13 @@ import tempfile
 
 from ansible_collections.holdfast.volumes.plugins.module_utils._docker_common import connect, inspect_volume
 from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
-from ansible_collections.holdfast.volumes.plugins.module_utils._permissions import converge_tree, parse_id
+from ansible_collections.holdfast.volumes.plugins.module_utils._modes import parse_id
 from ansible_collections.holdfast.volumes.plugins.module_utils._process import command_env
-from ansible_collections.holdfast.volumes.plugins.module_utils._restore import (
-    _restore_engine,
-    _restore_host,
-    is_empty_dir,
-    verify_archive,
-)
-from ansible_collections.holdfast.volumes.plugins.module_utils._volume_access import VolumeAccess
+from ansible_collections.holdfast.volumes.plugins.module_utils._restore_engine import restore_engine
+from ansible_collections.holdfast.volumes.plugins.module_utils._restore_read import verify_archive
+from ansible_collections.holdfast.volumes.plugins.module_utils._restore_swap import HostRestore, restore_host
+from ansible_collections.holdfast.volumes.plugins.module_utils._tree_walk import converge_tree
+from ansible_collections.holdfast.volumes.plugins.module_utils._volume_access import VolumeAccess, dir_is_empty
 
 UNKNOWN_EMPTY = ("Check mode cannot tell whether volume %s is empty: it is reached through the Docker Engine and "
                  "reading it needs the helper image holdfast/volume-helper:empty, which a real run builds (check mode "
@@ -55,7 +53,7 @@ def run_seed(params, check_mode=False):
     else:
         access = VolumeAccess(client, params.get('docker_host'))
         route, target = access.route(vol)
-        empty = is_empty_dir(target) if route == 'host' else access.is_empty(vol, check_mode=check_mode)
+        empty = dir_is_empty(target) if route == 'host' else access.is_empty(vol, check_mode=check_mode)
     result = dict(changed=False, volume=params['volume'], src=src, route=route, seeded=False)
     unknown = empty is None  # check mode, and reading the volume would need the helper image built first
     if unknown:
@@ -90,18 +88,18 @@ def run_seed(params, check_mode=False):
             if uid is not None or gid is not None:
                 raise HoldfastError("owner/group on a volume reached through the Engine: seed first, then use "
                                     "holdfast.volumes.volume_permissions.")
-            _restore_engine(client, dict(params, _refuse_escaping_links=True), archive, vol, checked)
+            restore_engine(client, params, archive, vol, checked, escaping_links=True)
             return result
 
         def before_swap(staging):
             if uid is not None or gid is not None:
                 converge_tree(staging, dict(uid=uid, gid=gid, mode=None, recurse=True, file_mode=None,
                                             dir_mode=None, keep_exec=False))
-        restore_params = dict(params, identity=None, keep_previous=False, _refuse_escaping_links=True,
-                              _before_swap=before_swap)
         warnings = []
-        _previous, checked, _cleaned = _restore_host(restore_params, archive, None, target, None,
-                                                     key='volume:%s' % params['volume'], warnings=warnings)
+        how = HostRestore(key='volume:%s' % params['volume'], warnings=warnings, before_swap=before_swap,
+                          escaping_links=True)
+        _previous, checked, _cleaned = restore_host(dict(params, identity=None, keep_previous=False), archive, target,
+                                                    how)
         result.update(changed=True, seeded=True, entries=checked['entries'], sha256=checked['sha256'])
         return result, warnings
     finally:

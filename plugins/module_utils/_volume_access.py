@@ -12,7 +12,11 @@ Two routes:
   that holds no files at all (built locally with `docker import` of an empty tar,
   so nothing is pulled from a registry) and use the Engine's archive API, which
   mounts the volume for the copy: get_archive reads a tar stream of the content,
-  put_archive writes one.
+  put_archive writes one. Work that needs a shell inside the volume (find, chown,
+  chmod) runs in a container of a second local image, built from the host's
+  static busybox.
+
+Both helper images, their mount point and their label are defined here and only here.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -21,7 +25,9 @@ __metaclass__ = type
 
 import io
 import os
+import struct
 import tarfile
+import uuid
 from contextlib import contextmanager
 
 from ansible_collections.holdfast.volumes.plugins.module_utils._docker_common import (
@@ -36,6 +42,9 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._errors import Ho
 HELPER_REPOSITORY = 'holdfast/volume-helper'
 HELPER_TAG = 'empty'
 HELPER_IMAGE = '%s:%s' % (HELPER_REPOSITORY, HELPER_TAG)
+BUSYBOX_TAG = 'busybox'
+BUSYBOX_IMAGE = '%s:%s' % (HELPER_REPOSITORY, BUSYBOX_TAG)
+BUSYBOX_APPLETS = ('sh', 'find', 'chown', 'chmod', 'wc', 'xargs', 'cat', 'ls', 'tar', 'stat', 'cp', 'mkdir')
 HELPER_LABEL = 'io.holdfast.volumes.helper'
 MOUNT_POINT = '/holdfast-data'
 
@@ -53,8 +62,17 @@ def host_data_path(vol):
     return None
 
 
+def one_volume_or_path(params, role='target'):
+    """Exactly one of volume (a Docker volume) and path (a host directory) must be given; role names it."""
+    if bool(params.get('volume')) == bool(params.get('path')):
+        raise HoldfastError("Give exactly one %s: volume (a Docker volume) or path (a host directory)." % role)
+
+
 def dir_is_empty(path):
-    """True when a directory holds nothing but, at most, an empty lost+found (a fresh ext4 filesystem's root)."""
+    """True when a directory holds nothing but, at most, an empty lost+found (a fresh ext4 filesystem's root);
+    also True when there is no directory at all (nothing would be lost)."""
+    if not os.path.isdir(path):
+        return True
     with os.scandir(path) as entries:
         for entry in entries:
             if entry.name == 'lost+found' and entry.is_dir(follow_symlinks=False):
@@ -64,6 +82,41 @@ def dir_is_empty(path):
                 continue
             return False
     return True
+
+
+def is_static_elf(path):
+    """True for a 64-bit ELF executable without a program interpreter (statically linked)."""
+    try:
+        with open(path, 'rb') as handle:
+            head = handle.read(64)
+            if head[:4] != b'\x7fELF' or head[4] != 2:
+                return False
+            phoff, = struct.unpack_from('<Q', head, 32)
+            phentsize, phnum = struct.unpack_from('<HH', head, 54)
+            handle.seek(phoff)
+            for _index in range(phnum):
+                ph = handle.read(phentsize)
+                if struct.unpack_from('<I', ph, 0)[0] == 3:  # PT_INTERP
+                    return False
+            return True
+    except (OSError, struct.error):
+        return False
+
+
+def busybox_rootfs(busybox):
+    """A tar of /bin/busybox (owned by root) and symlinks for the applets the helper scripts use."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode='w') as tar:
+        info = tar.gettarinfo(busybox, arcname='bin/busybox')
+        info.uid = info.gid = 0
+        with open(busybox, 'rb') as handle:
+            tar.addfile(info, handle)
+        for applet in BUSYBOX_APPLETS:
+            link = tarfile.TarInfo('bin/' + applet)
+            link.type = tarfile.SYMTYPE
+            link.linkname = 'busybox'
+            tar.addfile(link)
+    return buf.getvalue()
 
 
 class VolumeAccess(object):
@@ -107,17 +160,17 @@ class VolumeAccess(object):
         return True
 
     @contextmanager
-    def engine_mount(self, volume_name, read_only=False):
-        """A created (never started) container with the volume at MOUNT_POINT; removed afterwards."""
-        self.ensure_helper_image()
+    def helper_container(self, volume_name, image=HELPER_IMAGE, read_only=False, command=None, user=None):
+        """A created container of a helper image with the volume at MOUNT_POINT, labelled HELPER_LABEL, without a
+        network; removed (forced) afterwards. Yields its id. The caller starts it, or never does."""
         try:
             host_config = self.client.create_host_config(
                 binds={volume_name: {'bind': MOUNT_POINT, 'mode': 'ro' if read_only else 'rw'}})
             container = self.client.create_container(
-                HELPER_IMAGE, command=['/holdfast-never-started'], host_config=host_config,
+                image, command=command or ['/holdfast-never-started'], host_config=host_config, user=user,
                 labels={HELPER_LABEL: 'true'}, network_disabled=True)
         except (DockerException, APIError) as exc:
-            raise api_error('create a helper container for volume %s' % volume_name, exc) from exc
+            raise api_error('create a helper container from %s for volume %s' % (image, volume_name), exc) from exc
         try:
             yield container['Id']
         finally:
@@ -125,6 +178,59 @@ class VolumeAccess(object):
                 self.client.remove_container(container['Id'], force=True)
             except (DockerException, APIError):
                 pass
+
+    @contextmanager
+    def engine_mount(self, volume_name, read_only=False):
+        """A created (never started) container of the empty image with the volume at MOUNT_POINT."""
+        self.ensure_helper_image()
+        with self.helper_container(volume_name, read_only=read_only) as cid:
+            yield cid
+
+    def run_shell(self, volume_name, script, image, read_only=False):
+        """Run a shell script as root in a helper container of `image` (one with sh) with the volume at MOUNT_POINT;
+        returns (exit code, output)."""
+        with self.helper_container(volume_name, image=image, read_only=read_only, command=['sh', '-c', script],
+                                   user='0:0') as cid:
+            try:
+                self.client.start(cid)
+                code = self.client.wait(cid)
+                code = code.get('StatusCode') if isinstance(code, dict) else code
+                logs = self.client.logs(cid, stdout=True, stderr=True).decode('utf-8', 'replace')
+            except (DockerException, APIError) as exc:
+                raise api_error('run the helper container', exc) from exc
+        return code, logs
+
+    def ensure_busybox_image(self, check_mode=False):
+        """The shell helper image, built locally from the host's static busybox (no registry). Returns (name,
+        temporary). In check mode a missing image is built under a throwaway tag that the caller removes afterwards
+        (remove_image), so that check mode predicts exactly and leaves the host as it was."""
+        try:
+            self.client.inspect_image(BUSYBOX_IMAGE)
+            return BUSYBOX_IMAGE, False
+        except NotFound:
+            pass
+        except (DockerException, APIError) as exc:
+            raise api_error('inspect the helper image %s' % BUSYBOX_IMAGE, exc) from exc
+        busybox = next((p for p in ('/bin/busybox', '/usr/bin/busybox') if is_static_elf(p)), None)
+        if not busybox:
+            raise HoldfastError("This volume is reached through the Engine and needs a helper container with a "
+                                "shell: set helper_image to a local image that has sh, find, chown and chmod (e.g. "
+                                "busybox), or install busybox-static on the host (apt-get install busybox-static) "
+                                "so that one is built locally.")
+        tag = 'check-%s' % uuid.uuid4().hex[:12] if check_mode else BUSYBOX_TAG
+        try:
+            self.client.import_image_from_data(busybox_rootfs(busybox), repository=HELPER_REPOSITORY, tag=tag,
+                                               changes=['ENV PATH=/bin'])
+        except (DockerException, APIError) as exc:
+            raise api_error('import the busybox helper image', exc) from exc
+        return '%s:%s' % (HELPER_REPOSITORY, tag), check_mode
+
+    def remove_image(self, image):
+        """Best effort: our own throwaway tag of a check run."""
+        try:
+            self.client.remove_image(image, force=True)
+        except (DockerException, APIError):
+            pass
 
     def engine_read_stream(self, container_id):
         """An iterator of tar bytes of the volume content (members under './')."""
@@ -156,7 +262,7 @@ class VolumeAccess(object):
             return None
         with self.engine_mount(vol['Name'], read_only=True) as cid:
             stream = self.engine_read_stream(cid)
-            reader = _IterReader(stream)
+            reader = IterReader(stream)
             with tarfile.open(fileobj=reader, mode='r|') as tar:
                 for member in tar:
                     name = member.name.rstrip('/')
@@ -168,11 +274,11 @@ class VolumeAccess(object):
         return True
 
 
-class _IterReader(io.RawIOBase):
+class IterReader(io.RawIOBase):
     """A file-like object over an iterator of bytes (the SDK's archive stream)."""
 
     def __init__(self, iterator):
-        super(_IterReader, self).__init__()
+        super(IterReader, self).__init__()
         self._it = iter(iterator)
         self._buf = b''
 

@@ -18,8 +18,8 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._docker_common im
     available_volume_drivers,
     connect,
     containers_by_volume,
+    create_volume,
     list_volumes,
-    normalise_volume,
 )
 from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
 from ansible_collections.holdfast.volumes.plugins.module_utils._volume_access import HELPER_IMAGE, VolumeAccess
@@ -69,38 +69,8 @@ def converge(params, check_mode=False):
     the_plan = plan(current, specs, recreate=params.get('recreate') or 'never', exclusive=selector)
     warnings = []
 
-    # Unknown drivers, before anything changes.
-    needed = set(s['driver'] for s in the_plan['create']) | set(r['spec']['driver'] for r in the_plan['recreate'])
-    if needed - set(['local']):
-        known = available_volume_drivers(client)
-        unknown = sorted(needed - known)
-        if unknown:
-            raise HoldfastError(
-                "Unknown volume driver(s) %s; the engine knows %s. Install and enable the plugin "
-                "('docker plugin install ...') or fix the driver name; nothing was changed."
-                % (", ".join(unknown), ", ".join(sorted(known)) or "none"))
-
-    destructive = [(r['current']['Name'], 'remove') for r in the_plan['remove']]
-    destructive += [(r['current']['Name'], 'recreate') for r in the_plan['recreate']]
-    if destructive:
-        usage = containers_by_volume(client)
-        access = VolumeAccess(client, params.get('docker_host'))
-        by_name = dict((v['Name'], v) for v in current)
-        holds_data = {}
-        for name, _what in destructive:
-            if usage.get(name):
-                continue
-            vol = by_name[name]
-            if check_mode and access.route(vol)[0] == 'engine' and not _helper_present(access):
-                holds_data[name] = None
-                warnings.append("check mode: volume %s is reached through the Engine and the helper image %s is "
-                                "not present yet; assuming it holds files." % (name, HELPER_IMAGE))
-                continue
-            holds_data[name] = not access.is_empty(vol)
-        refusals = guard_destructive(destructive, usage, holds_data, params.get('allow_data_loss'))
-        if refusals:
-            raise HoldfastError("Refusing to lose data, nothing was changed: " + " ".join(refusals),
-                                refused=[n for n, _w in destructive])
+    _refuse_unknown_drivers(client, the_plan)
+    warnings += _refuse_data_loss(client, params, current, the_plan, check_mode)
 
     for d in the_plan['drift']:
         warnings.append(
@@ -144,6 +114,48 @@ def converge(params, check_mode=False):
     return result, warnings
 
 
+def _refuse_unknown_drivers(client, the_plan):
+    """Unknown drivers, before anything changes."""
+    needed = set(s['driver'] for s in the_plan['create']) | set(r['spec']['driver'] for r in the_plan['recreate'])
+    if needed - set(['local']):
+        known = available_volume_drivers(client)
+        unknown = sorted(needed - known)
+        if unknown:
+            raise HoldfastError(
+                "Unknown volume driver(s) %s; the engine knows %s. Install and enable the plugin "
+                "('docker plugin install ...') or fix the driver name; nothing was changed."
+                % (", ".join(unknown), ", ".join(sorted(known)) or "none"))
+
+
+def _refuse_data_loss(client, params, current, the_plan, check_mode):
+    """Every removal and recreation guarded: not of a used volume, not of one with files unless allowed. Returns
+    warnings."""
+    warnings = []
+    destructive = [(r['current']['Name'], 'remove') for r in the_plan['remove']]
+    destructive += [(r['current']['Name'], 'recreate') for r in the_plan['recreate']]
+    if not destructive:
+        return warnings
+    usage = containers_by_volume(client)
+    access = VolumeAccess(client, params.get('docker_host'))
+    by_name = dict((v['Name'], v) for v in current)
+    holds_data = {}
+    for name, _what in destructive:
+        if usage.get(name):
+            continue
+        vol = by_name[name]
+        if check_mode and access.route(vol)[0] == 'engine' and not _helper_present(access):
+            holds_data[name] = None
+            warnings.append("check mode: volume %s is reached through the Engine and the helper image %s is "
+                            "not present yet; assuming it holds files." % (name, HELPER_IMAGE))
+            continue
+        holds_data[name] = not access.is_empty(vol)
+    refusals = guard_destructive(destructive, usage, holds_data, params.get('allow_data_loss'))
+    if refusals:
+        raise HoldfastError("Refusing to lose data, nothing was changed: " + " ".join(refusals),
+                            refused=[n for n, _w in destructive])
+    return warnings
+
+
 def _helper_present(access):
     """Check mode: is the helper image there? An engine that cannot tell counts as no."""
     try:
@@ -153,12 +165,7 @@ def _helper_present(access):
 
 
 def _create(client, spec):
-    try:
-        created = client.create_volume(name=spec['name'], driver=spec['driver'],
-                                       driver_opts=spec['driver_options'] or None, labels=spec['labels'] or None)
-    except (DockerException, APIError) as exc:
-        raise api_error('create volume %s' % spec['name'], exc) from exc
-    return normalise_volume(created)
+    return create_volume(client, spec['name'], spec['driver'], spec['driver_options'], spec['labels'])
 
 
 def _remove(client, name):

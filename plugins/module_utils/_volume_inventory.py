@@ -16,12 +16,12 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._docker_common im
     is_local_engine,
     list_volumes,
 )
-from ansible_collections.holdfast.volumes.plugins.module_utils._luks import at_rest, read_mounts
+from ansible_collections.holdfast.volumes.plugins.module_utils._host_info import at_rest, read_mounts
 from ansible_collections.holdfast.volumes.plugins.module_utils._volume_access import host_data_path
 from ansible_collections.holdfast.volumes.plugins.module_utils._volume_plan import matches_selector, validate_selector
 
 
-def filter_volumes(volumes, names=None, labels=None, driver=None, dangling=None, usage_map=None):
+def filter_volumes(volumes, *, names=None, labels=None, driver=None, dangling=None, usage_map=None):
     """Pure: the volumes that pass every given filter, sorted by name."""
     wanted = set(names) if names else None
     out = []

@@ -150,7 +150,8 @@ attributes:
   check_mode:
     support: full
     description:
-      - Lists every step a real run would take (RV(steps)), not only the first; changes nothing.
+      - Reads the state, plans, and returns the plan (RV(plan), also in RV(steps)) without applying it; every step a
+        real run would take, not only the first. Changes nothing.
       - Opens nothing, not even a temporary read-only mapping. The filesystem inside a container that is closed is
         therefore V(unknown) (RV(filesystem)); the steps then assume the wanted O(fstype) is there.
   diff_mode:
@@ -195,6 +196,16 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+plan:
+  description:
+    - The steps planned from the state read before any change, in order. In check mode, the prediction of a real
+      run (nothing is changed).
+    - In a real run, equal to RV(steps), unless the filesystem inside a closed container had to be seen first (see
+      RV(filesystem)); RV(steps) is then what was done after looking.
+  returned: always
+  type: list
+  elements: str
+  sample: ["create backing file /srv/luks/db.img (10737418240 bytes, sparse)", "luksFormat /srv/luks/db.img ..."]
 steps:
   description: Every step taken (or, in check mode, that would be taken), in order.
   returned: always
@@ -235,49 +246,18 @@ keyslots:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.holdfast.volumes.plugins.module_utils._docker_common import docker_argument_spec
-from ansible_collections.holdfast.volumes.plugins.module_utils._luks_path import run_luks_path
+from ansible_collections.holdfast.volumes.plugins.module_utils._luks_path import (
+    LUKS_PATH_OPTIONS,
+    LUKS_PATH_RULES,
+    run_luks_path,
+)
 from ansible_collections.holdfast.volumes.plugins.module_utils._module_main import execute
 
 
 def main():
-    argument_spec = dict(
-        path=dict(type='path', required=True),
-        backing_file=dict(type='path'),
-        device=dict(type='path'),
-        size=dict(type='str'),
-        preallocate=dict(type='bool', default=False),
-        name=dict(type='str'),
-        keyfile=dict(type='path', no_log=False),
-        passphrase=dict(type='str', no_log=True),
-        luks_type=dict(type='str', default='luks2', choices=['luks1', 'luks2']),
-        cipher=dict(type='str', default='aes-xts-plain64'),
-        key_size=dict(type='int', default=512, no_log=False),
-        pbkdf=dict(type='str', default='argon2id', choices=['argon2id', 'argon2i', 'pbkdf2']),
-        pbkdf_memory=dict(type='int'),
-        pbkdf_iter_time=dict(type='int'),
-        force_format=dict(type='bool', default=False),
-        fstype=dict(type='str', default='ext4', choices=['ext4', 'xfs']),
-        mount_options=dict(type='list', elements='str'),
-        owner=dict(type='raw'),
-        group=dict(type='raw'),
-        mode=dict(type='raw'),
-        docker_volume=dict(type='str'),
-        persistent=dict(type='bool'),
-        new_keyfile=dict(type='path', no_log=False),
-        new_passphrase=dict(type='str', no_log=True),
-        remove_keyfile=dict(type='path', no_log=False),
-        remove_passphrase=dict(type='str', no_log=True),
-        force_remove_last_key=dict(type='bool', default=False, no_log=False),
-        header_backup=dict(type='path'),
-        state=dict(type='str', default='mounted', choices=['mounted', 'unmounted', 'absent']),
-        destroy=dict(type='bool', default=False),
-    )
+    argument_spec = dict(LUKS_PATH_OPTIONS)
     argument_spec.update(docker_argument_spec())
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
-                           mutually_exclusive=[('backing_file', 'device'), ('keyfile', 'passphrase'),
-                                               ('new_keyfile', 'new_passphrase'),
-                                               ('remove_keyfile', 'remove_passphrase')],
-                           required_one_of=[('backing_file', 'device')])
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True, **LUKS_PATH_RULES)
     execute(module, run_luks_path, check_mode=module.check_mode)
 
 

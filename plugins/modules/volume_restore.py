@@ -329,7 +329,8 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._docker_common im
 from ansible_collections.holdfast.volumes.plugins.module_utils._module_main import execute
 from ansible_collections.holdfast.volumes.plugins.module_utils._quiesce import warn_inconsistent
 from ansible_collections.holdfast.volumes.plugins.module_utils._remote_store import REMOTE_STORE_OPTIONS
-from ansible_collections.holdfast.volumes.plugins.module_utils._restore import DEFAULT_STATE_DIR, run_restore
+from ansible_collections.holdfast.volumes.plugins.module_utils._restore import run_restore
+from ansible_collections.holdfast.volumes.plugins.module_utils._restore_state import DEFAULT_STATE_DIR
 
 
 def main():

@@ -6,7 +6,7 @@ directory on the same disk, with the page cache dropped first; best of three, in
 (this process and its children).
 
 - `tar -x`: GNU tar alone, with the restore's flags (owners, modes, xattrs, ACLs), reading the archive.
-- gate + `tar -x`: what a restore runs (`zstd -dcf` -> gate -> `tar -x`), through _restore.extract_gated.
+- gate + `tar -x`: what a restore runs (`zstd -dcf` -> gate -> `tar -x`), through _restore_read.extract_gated.
 - old pass-through gate + `tar -x`: the gate before the re-encoding (checked headers, forwarded bytes as they were).
 - gate alone: parse and re-encode into /dev/null (the gate's own cost).
 
@@ -32,9 +32,9 @@ from ansible_runner import collections_path  # noqa: E402
 from benchlib import drop_caches  # noqa: E402
 
 sys.path.insert(0, str(collections_path()))
-from ansible_collections.holdfast.volumes.plugins.module_utils import _restore  # noqa: E402
-from ansible_collections.holdfast.volumes.plugins.module_utils._archive import MemberChecker  # noqa: E402
-from ansible_collections.holdfast.volumes.plugins.module_utils._backup import TAR_CREATE  # noqa: E402
+from ansible_collections.holdfast.volumes.plugins.module_utils import _restore_read  # noqa: E402
+from ansible_collections.holdfast.volumes.plugins.module_utils._archive_write import TAR_CREATE  # noqa: E402
+from ansible_collections.holdfast.volumes.plugins.module_utils._members import MemberChecker  # noqa: E402
 from ansible_collections.holdfast.volumes.plugins.module_utils._tar_gate import gate_stream  # noqa: E402
 
 
@@ -108,14 +108,14 @@ def main():
 
     def tar_alone(archive):
         return lambda: subprocess.run('zstd -q -dcf < %s | %s -C %s' % (archive, ' '.join(
-            "'%s'" % a for a in _restore.TAR_EXTRACT), out), shell=True, check=True)
+            "'%s'" % a for a in _restore_read.TAR_EXTRACT), out), shell=True, check=True)
 
     def gated(archive):
-        return lambda: _restore.extract_gated(dict(disk_reserve='0'), str(archive), None, str(out))
+        return lambda: _restore_read.extract_gated(dict(disk_reserve='0'), str(archive), None, str(out))
 
     def old_gated(archive):
         def run():
-            tar = subprocess.Popen(_restore.TAR_EXTRACT + ['-C', str(out)], stdin=subprocess.PIPE)
+            tar = subprocess.Popen(_restore_read.TAR_EXTRACT + ['-C', str(out)], stdin=subprocess.PIPE)
             zstd = subprocess.Popen(['zstd', '-q', '-dcf', str(archive)], stdout=subprocess.PIPE)
             old.gate_tar_stream(zstd.stdout, old.MemberChecker(), tar.stdin)
             tar.stdin.close()

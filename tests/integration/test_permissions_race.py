@@ -21,7 +21,8 @@ import time
 import pytest
 
 from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
-from ansible_collections.holdfast.volumes.plugins.module_utils._permissions import converge_tree, wanted_state
+from ansible_collections.holdfast.volumes.plugins.module_utils._permissions import wanted_state
+from ansible_collections.holdfast.volumes.plugins.module_utils._tree_walk import converge_tree
 
 RACER = 'holdfast-racer'
 TOP = 16     # top directories, each swapped by the racer

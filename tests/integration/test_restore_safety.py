@@ -189,7 +189,7 @@ def _killed_restore(archive, target, key, state_dir):
     """A restore really killed (SIGKILL) after its extraction, before its swap: returns when it is dead."""
     import signal
 
-    from ansible_collections.holdfast.volumes.plugins.module_utils._restore import _restore_host
+    from ansible_collections.holdfast.volumes.plugins.module_utils._restore_swap import HostRestore, restore_host
     ready = os.pipe()
     pid = os.fork()
     if pid == 0:  # the restore, which stops before the swap until it is killed
@@ -199,8 +199,8 @@ def _killed_restore(archive, target, key, state_dir):
             def stop(_path):
                 os.write(ready[1], b'x')
                 time.sleep(120)
-            _restore_host(dict(state_dir=state_dir, _before_swap=stop, lock_timeout=5), archive, None, target, None,
-                          key=key)
+            restore_host(dict(state_dir=state_dir, lock_timeout=5), archive, target,
+                         HostRestore(key=key, before_swap=stop))
         finally:
             os._exit(1)
     os.close(ready[1])
@@ -351,7 +351,7 @@ def test_name_renamed_onto_the_target_is_never_removed(public_dir, other_user, t
     and important/ survives untouched under the target's name (before the fix it went into staging/old and was
     deleted with staging)."""
     from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
-    from ansible_collections.holdfast.volumes.plugins.module_utils._restore import _restore_host
+    from ansible_collections.holdfast.volumes.plugins.module_utils._restore_swap import HostRestore, restore_host
     _name, uid, gid = other_user
     parent, important = _renaming_parent(public_dir)
     target = os.path.join(parent, 'target')
@@ -369,8 +369,8 @@ def test_name_renamed_onto_the_target_is_never_removed(public_dir, other_user, t
                        extra_groups=[], check=True)
 
     with pytest.raises(HoldfastError) as caught:
-        _restore_host(dict(state_dir=state_dir, _before_swap=attack, lock_timeout=5), str(archive), None, target,
-                      None)
+        restore_host(dict(state_dir=state_dir, lock_timeout=5), str(archive), target,
+                     HostRestore(before_swap=attack))
     assert ('no longer the directory the restore began with' if target_existed else 'appeared while the restore ran'
             ) in str(caught.value)
     assert snapshot(target) == before and os.lstat(target).st_uid == 0
@@ -383,7 +383,7 @@ def test_name_renamed_onto_the_target_is_never_removed(public_dir, other_user, t
 def test_foreign_directory_kept_beside_when_its_name_is_taken_again(tmp_path, monkeypatch):
     """The double race: a foreign directory was moved aside and, before it can be put back, the name holds a
     non-empty directory again. The foreign one is kept beside the target (never left in staging to be removed)."""
-    from ansible_collections.holdfast.volumes.plugins.module_utils import _restore
+    from ansible_collections.holdfast.volumes.plugins.module_utils import _restore_swap
     from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
     from ansible_collections.holdfast.volumes.plugins.module_utils._safe_fs import Staging, open_dir
     parent = tmp_path / 'p'
@@ -393,7 +393,7 @@ def test_foreign_directory_kept_beside_when_its_name_is_taken_again(tmp_path, mo
     os.rename(parent / 'target', parent / 'target.moved')
     (parent / 'target').mkdir()  # the foreign directory now at the name
     (parent / 'target' / 'keep').write_text('foreign')
-    real_stat_at = _restore.stat_at
+    real_stat_at = _restore_swap.stat_at
 
     def stat_at(fd, name):
         found = real_stat_at(fd, name)
@@ -401,12 +401,12 @@ def test_foreign_directory_kept_beside_when_its_name_is_taken_again(tmp_path, mo
             (parent / 'target').mkdir()
             (parent / 'target' / 'again').write_text('x')
         return found
-    monkeypatch.setattr(_restore, 'stat_at', stat_at)
+    monkeypatch.setattr(_restore_swap, 'stat_at', stat_at)
     fd = open_dir(str(parent))
     staging = Staging(fd, 'target', 'path:%s' % (parent / 'target'))
     try:
         with pytest.raises(HoldfastError, match='back untouched at .*holdfast-kept-target-'):
-            _restore._swap_dir(fd, 'target', staging, (expected.st_dev, expected.st_ino), str(parent / 'target'))
+            _restore_swap.swap_dir(fd, 'target', staging, (expected.st_dev, expected.st_ino), str(parent / 'target'))
     finally:
         staging.remove()
         os.close(fd)
@@ -578,7 +578,8 @@ def test_engine_route_gates_what_it_writes(docker_client, prefix, tmp_path):
     """The Engine route reads the archive twice (verify, then write): a store writer who swaps the file in between
     must not get an unchecked member (here a fifo) into the volume."""
     from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
-    from ansible_collections.holdfast.volumes.plugins.module_utils._restore import _restore_engine, verify_archive
+    from ansible_collections.holdfast.volumes.plugins.module_utils._restore_engine import restore_engine
+    from ansible_collections.holdfast.volumes.plugins.module_utils._restore_read import verify_archive
     archive = tmp_path / 'a.tar'
     archive.write_bytes(_tar([('ok', 'file', b'fine', 0o644)]))
     checked = verify_archive(str(archive), None, None)
@@ -594,5 +595,5 @@ def test_engine_route_gates_what_it_writes(docker_client, prefix, tmp_path):
     vol = prefix + '_eng'
     docker_client.create_volume(vol)
     with pytest.raises(HoldfastError, match='unsafe member|changed|refused to write'):
-        _restore_engine(docker_client, {}, str(archive), docker_client.inspect_volume(vol), checked)
+        restore_engine(docker_client, {}, str(archive), docker_client.inspect_volume(vol), checked)
     assert 'pipe' not in os.listdir(docker_client.inspect_volume(vol)['Mountpoint'])

@@ -28,48 +28,22 @@ MAX_MAIN_LINES = 30
 
 # Imports between two features (importer -> imported): shared things that live in one feature's file.
 SIDEWAYS = {
-    '_backup_info -> _restore',  # DEFAULT_STATE_DIR, restore_leftovers
-    '_backup_info -> _rotation',  # check_backup
-    '_luks_path -> _permissions',  # ModeSpec, parse_id
-    '_model_schema -> _permissions',  # ModeSpec
-    '_offsite -> _backup',  # FolderLock
     '_offsite -> _rotation',  # broken_warnings
-    '_restore -> _backup',  # CHUNK, FolderLock, grow_pipe, need_tool
-    '_rotation -> _backup',  # FolderLock
-    '_seed -> _permissions',  # converge_tree, parse_id
-    '_seed -> _restore',  # _restore_engine, _restore_host, is_empty_dir, verify_archive
 }
 
 # Private names imported from another module_utils file (importer -> imported.name).
-PRIVATE_IMPORTS = {
-    '_backup -> _volume_access._IterReader',
-    '_seed -> _restore._restore_engine',
-    '_seed -> _restore._restore_host',
-}
+PRIVATE_IMPORTS = set()
 
 # module_utils files over MAX_FILE_LINES: file -> lines.
 LONG_FILES = {
-    '_backup.py': 756,
-    '_luks_path.py': 642,
-    '_permissions.py': 694,
-    '_restore.py': 908,
-    '_tar_gate.py': 674,
 }
 
 # Functions over MAX_FUNCTION_LINES (def line to last line, nested functions included): file:qualified name -> lines.
 LONG_FUNCTIONS = {
-    '_backup.py:run_backup': 167,
-    '_backup.py:write_archive': 158,
-    '_luks_path.py:run_luks_path': 273,
-    '_permissions.py:_converge': 159,
-    '_restore.py:run_restore': 87,
-    '_volume_converge.py:converge': 81,
 }
 
 # Modules whose main() is over MAX_MAIN_LINES: module -> lines.
-LONG_MAINS = {
-    'luks_path': 40,
-}
+LONG_MAINS = {}
 
 
 # --- the page ------------------------------------------------------------------------------------------------------

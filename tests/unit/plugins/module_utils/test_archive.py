@@ -10,14 +10,14 @@ import tarfile
 
 import pytest
 
-from ansible_collections.holdfast.volumes.plugins.module_utils._archive import (
-    MemberChecker,
+from ansible_collections.holdfast.volumes.plugins.module_utils._members import MemberChecker, detect_layers
+from ansible_collections.holdfast.volumes.plugins.module_utils._store import (
     archive_name,
-    detect_layers,
     manifest_name_for,
     safe_folder_name,
 )
-from ansible_collections.holdfast.volumes.plugins.module_utils._tar_gate import TarFormatError, gate_stream
+from ansible_collections.holdfast.volumes.plugins.module_utils._tar_gate import gate_stream
+from ansible_collections.holdfast.volumes.plugins.module_utils._tar_read import TarFormatError
 
 
 def build(fmt, long=False):

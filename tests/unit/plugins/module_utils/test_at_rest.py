@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import os
 
-from ansible_collections.holdfast.volumes.plugins.module_utils._luks import at_rest, mount_containing, parse_mountinfo
+from ansible_collections.holdfast.volumes.plugins.module_utils._host_info import (
+    at_rest,
+    mount_containing,
+    parse_mountinfo,
+)
 from ansible_collections.holdfast.volumes.plugins.module_utils._volume_inventory import volume_at_rest
 
 MOUNTINFO = """\

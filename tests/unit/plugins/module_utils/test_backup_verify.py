@@ -8,8 +8,9 @@ import os
 
 import pytest
 
-from ansible_collections.holdfast.volumes.plugins.module_utils._backup import ReadBackVerifier, write_archive
+from ansible_collections.holdfast.volumes.plugins.module_utils._archive_write import ArchiveOutput, write_archive
 from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
+from ansible_collections.holdfast.volumes.plugins.module_utils._verify import ReadBackVerifier
 
 
 class SmallWindow(ReadBackVerifier):
@@ -45,7 +46,7 @@ def test_write_archive_verifies_and_reports(tmp_path):
     source = tmp_path / 'source.tar'
     source.write_bytes(os.urandom(300_000))
     out = str(tmp_path / 'out')
-    stats = write_archive(['cat', str(source)], None, out, 'none', None, None, verify=True)
+    stats = write_archive(['cat', str(source)], None, out, ArchiveOutput('none', verify=True))
     assert stats['verified'] and stats['sha256'] == hashlib.sha256(source.read_bytes()).hexdigest()
     with pytest.raises(HoldfastError, match='exited'):
-        write_archive(['false'], None, str(tmp_path / 'out2'), 'none', None, None, verify=True)
+        write_archive(['false'], None, str(tmp_path / 'out2'), ArchiveOutput('none', verify=True))

@@ -8,17 +8,14 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
-from ansible_collections.holdfast.volumes.plugins.module_utils._luks import (
+from ansible_collections.holdfast.volumes.plugins.module_utils._host_info import mount_at, parse_mountinfo
+from ansible_collections.holdfast.volumes.plugins.module_utils._host_tables import (
     MANAGED_MARK,
     crypttab_line,
     fstab_line,
-    mount_at,
-    parse_luks_dump,
-    parse_mountinfo,
-    parse_size,
-    parse_status,
     replace_managed_line,
 )
+from ansible_collections.holdfast.volumes.plugins.module_utils._luks import parse_luks_dump, parse_size, parse_status
 
 FIXTURES = Path(__file__).resolve().parents[2] / 'fixtures'
 

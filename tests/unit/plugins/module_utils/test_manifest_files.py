@@ -10,15 +10,16 @@ import signal
 
 import pytest
 
-from ansible_collections.holdfast.volumes.plugins.module_utils._archive import list_backups
 from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
-from ansible_collections.holdfast.volumes.plugins.module_utils._restore import locate, open_archive
-from ansible_collections.holdfast.volumes.plugins.module_utils._rotation import check_backup
-from ansible_collections.holdfast.volumes.plugins.module_utils._tar_gate import TarFormatError, parse_number
+from ansible_collections.holdfast.volumes.plugins.module_utils._restore import locate
+from ansible_collections.holdfast.volumes.plugins.module_utils._restore_read import open_archive
+from ansible_collections.holdfast.volumes.plugins.module_utils._store import list_backups
+from ansible_collections.holdfast.volumes.plugins.module_utils._tar_read import TarFormatError, parse_number
+from ansible_collections.holdfast.volumes.plugins.module_utils._verify import check_backup
 
 ARCHIVE = 'v-20260101T000000Z.tar.zst'
 MANIFEST = 'v-20260101T000000Z.manifest.json'
-MANIFEST_MAX = 1024 * 1024  # _archive.MANIFEST_MAX
+MANIFEST_MAX = 1024 * 1024  # _store.MANIFEST_MAX
 GOOD = dict(format='holdfast.volumes/backup', volume='v', archive=ARCHIVE, sha256='0' * 64,
             created='2026-01-01T00:00:00Z')
 

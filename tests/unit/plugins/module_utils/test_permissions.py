@@ -7,15 +7,16 @@ import stat
 import pytest
 
 from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
+from ansible_collections.holdfast.volumes.plugins.module_utils._modes import ModeSpec, parse_id
 from ansible_collections.holdfast.volumes.plugins.module_utils._permissions import (
-    MAX_WALK_WORKERS,
-    ModeSpec,
-    converge_tree,
     engine_script,
-    parse_id,
     run_permissions,
-    walk_workers,
     wanted_state,
+)
+from ansible_collections.holdfast.volumes.plugins.module_utils._tree_walk import (
+    MAX_WALK_WORKERS,
+    converge_tree,
+    walk_workers,
 )
 
 
@@ -170,12 +171,12 @@ def test_walk_workers_follow_the_cores_this_process_may_use(monkeypatch):
 
 
 def test_one_worker_walks_alone_without_forking(tmp_path, monkeypatch):
-    from ansible_collections.holdfast.volumes.plugins.module_utils import _permissions
+    from ansible_collections.holdfast.volumes.plugins.module_utils import _tree_walk
     for d in range(4):
         (tmp_path / ('d%d' % d)).mkdir()
         (tmp_path / ('d%d' % d) / 'f').write_text('x')
     monkeypatch.setattr(os, 'sched_getaffinity', lambda pid: {0})
-    monkeypatch.setattr(_permissions, '_fork_walk', lambda *a: pytest.fail('forked with one core'))
+    monkeypatch.setattr(_tree_walk, 'fork_walk', lambda *a: pytest.fail('forked with one core'))
     assert converge_tree(str(tmp_path), wanted_state(dict(owner=4321, recurse=True)))['changed_entries'] == 9
 
 
@@ -199,8 +200,8 @@ def test_a_tree_deeper_than_the_descriptor_limit(tmp_path):
     script = (
         "import resource, sys\n"
         "resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))\n"
-        "from ansible_collections.holdfast.volumes.plugins.module_utils._permissions import converge_tree, "
-        "wanted_state\n"
+        "from ansible_collections.holdfast.volumes.plugins.module_utils._permissions import wanted_state\n"
+        "from ansible_collections.holdfast.volumes.plugins.module_utils._tree_walk import converge_tree\n"
         "r = converge_tree(sys.argv[1], wanted_state(dict(owner=4321, recurse=True)))\n"
         "print(r['changed_entries'])\n")
     proc = subprocess.run([sys.executable, '-c', script, str(tmp_path)], capture_output=True, text=True,

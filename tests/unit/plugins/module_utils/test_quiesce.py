@@ -10,16 +10,14 @@ import time
 
 import pytest
 
-from ansible_collections.holdfast.volumes.plugins.module_utils._backup import (
-    consistency_record,
-    inconsistency_warning,
-    write_archive,
-)
+from ansible_collections.holdfast.volumes.plugins.module_utils._archive_write import ArchiveOutput, write_archive
 from ansible_collections.holdfast.volumes.plugins.module_utils._docker_common import APIError
 from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
 from ansible_collections.holdfast.volumes.plugins.module_utils._quiesce import (
     Quiesce,
+    consistency_record,
     effective_mode,
+    inconsistency_warning,
     restore_consistency,
     warn_inconsistent,
 )
@@ -168,9 +166,9 @@ def test_write_archive_reports_the_source_read_before_the_tail(tmp_path, monkeyp
     monkeypatch.setenv('PATH', '%s:%s' % (fake, os.environ['PATH']))
     called = []
     start = time.monotonic()
-    stats = write_archive(['head', '-c', '200000', '/dev/zero'], None, str(tmp_path / 'out'), 'zstd', None, None,
-                          verify=True, on_source_done=lambda: called.append(time.monotonic() - start),
-                          hold_verify=True)
+    stats = write_archive(['head', '-c', '200000', '/dev/zero'], None, str(tmp_path / 'out'),
+                          ArchiveOutput('zstd', verify=True),
+                          on_source_done=lambda: called.append(time.monotonic() - start), hold_verify=True)
     total = time.monotonic() - start
     assert len(called) == 1 and called[0] < 0.8 <= total
     assert stats['source_seconds'] is not None and stats['source_seconds'] < 0.8
@@ -227,14 +225,14 @@ def test_copy_failure_and_resume_failure_are_both_told():
 
 
 def test_writers_paused_by_someone_else_and_woken_during_the_read():
-    from ansible_collections.holdfast.volumes.plugins.module_utils._backup import _woke_up
+    from ansible_collections.holdfast.volumes.plugins.module_utils._quiesce import woke_up
 
     class Inspect(FakeClient):
         def inspect_container(self, cid):
             if cid == 'id-gone':
                 raise APIError('no such container')
             return {'State': {'Paused': cid == 'id-still'}}
-    assert _woke_up(Inspect(), [c('still', 'paused'), c('woke', 'paused'), c('gone', 'paused')]) == ['woke', 'gone']
+    assert woke_up(Inspect(), [c('still', 'paused'), c('woke', 'paused'), c('gone', 'paused')]) == ['woke', 'gone']
     users = [c('still', 'paused'), c('woke', 'paused')]
-    record = consistency_record('none', users, [], [], dict(files_changed=False), ['woke'])
+    record = consistency_record('none', users, [], [], dict(files_changed=False), woke=['woke'])
     assert record['consistent'] is False and record['live_writers'] == ['woke']

@@ -11,8 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from ansible_collections.holdfast.volumes.plugins.module_utils import _backup
-from ansible_collections.holdfast.volumes.plugins.module_utils._archive import safe_folder_name, write_json_atomic
+from ansible_collections.holdfast.volumes.plugins.module_utils import _backup, _store
 from ansible_collections.holdfast.volumes.plugins.module_utils._docker_common import (
     is_local_engine,
     validate_volume_name,
@@ -25,6 +24,7 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._safe_fs import (
     open_dir,
     rmtree_at,
 )
+from ansible_collections.holdfast.volumes.plugins.module_utils._store import safe_folder_name, write_json_atomic
 
 
 def test_foreign_writer_is_pure():
@@ -99,12 +99,12 @@ def test_lock_refuses_symlink_and_fifo(tmp_path):
     folder.mkdir()
     (folder / '.lock').symlink_to(victim)
     with pytest.raises(OSError):
-        with _backup.FolderLock(str(folder), 1):
+        with _store.FolderLock(str(folder), 1):
             pass
     (folder / '.lock').unlink()
     os.mkfifo(folder / '.lock')
     with pytest.raises(HoldfastError, match='not a regular file'):
-        with _backup.FolderLock(str(folder), 1):
+        with _store.FolderLock(str(folder), 1):
             pass
 
 
@@ -151,7 +151,7 @@ def test_volume_names_and_folder_names():
 def test_hostile_manifests_are_bad_manifests_not_tracebacks(tmp_path):
     import json
 
-    from ansible_collections.holdfast.volumes.plugins.module_utils._archive import list_backups
+    from ansible_collections.holdfast.volumes.plugins.module_utils._store import list_backups
     folder = tmp_path / 'v'
     folder.mkdir()
     (folder / 'v-20260101T000000Z.tar').write_bytes(b'')

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from trees import one_file_archive
 
-from ansible_collections.holdfast.volumes.plugins.module_utils import _archive
+from ansible_collections.holdfast.volumes.plugins.module_utils import _store
 from ansible_collections.holdfast.volumes.plugins.module_utils._backup import BACKUP_OPTIONS, run_backup
 from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
 from ansible_collections.holdfast.volumes.plugins.module_utils._restore import run_restore
@@ -78,5 +78,5 @@ def test_collection_version_of_manifests_is_galaxy_yml_version():
     galaxy.yml and MANIFEST.json are not there to read, so the version is one constant, pinned here to galaxy.yml.
     A release that bumps galaxy.yml without it fails this test."""
     galaxy = yaml.safe_load((ROOT / 'galaxy.yml').read_text())
-    assert _archive.COLLECTION_VERSION == galaxy['version'], (
-        'galaxy.yml says %s: set COLLECTION_VERSION in plugins/module_utils/_archive.py to it' % galaxy['version'])
+    assert _store.COLLECTION_VERSION == galaxy['version'], (
+        'galaxy.yml says %s: set COLLECTION_VERSION in plugins/module_utils/_store.py to it' % galaxy['version'])

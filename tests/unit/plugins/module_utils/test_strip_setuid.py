@@ -11,7 +11,8 @@ import subprocess
 
 import pytest
 
-from ansible_collections.holdfast.volumes.plugins.module_utils._restore import TAR_EXTRACT, strip_setuid_at
+from ansible_collections.holdfast.volumes.plugins.module_utils._restore_read import TAR_EXTRACT
+from ansible_collections.holdfast.volumes.plugins.module_utils._restore_swap import strip_setuid_at
 from ansible_collections.holdfast.volumes.plugins.module_utils._tar_gate import pax_record, ustar_header
 
 # struct vfs_cap_data, revision 2, effective; permitted = CAP_SETUID (7), as `setcap cap_setuid+ep` writes it

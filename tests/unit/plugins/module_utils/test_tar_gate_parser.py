@@ -18,18 +18,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from trees import populate, snapshot
 
-from ansible_collections.holdfast.volumes.plugins.module_utils._archive import MemberChecker
-from ansible_collections.holdfast.volumes.plugins.module_utils._restore import TAR_EXTRACT
+from ansible_collections.holdfast.volumes.plugins.module_utils._members import MemberChecker
+from ansible_collections.holdfast.volumes.plugins.module_utils._restore_read import TAR_EXTRACT
 from ansible_collections.holdfast.volumes.plugins.module_utils._tar_gate import (
-    XHDR_MAX,
     DiskGuard,
-    GateLimit,
-    TarFormatError,
     gate_stream,
     pax_record,
     reserve_bytes,
     ustar_header,
 )
+from ansible_collections.holdfast.volumes.plugins.module_utils._tar_read import XHDR_MAX, GateLimit, TarFormatError
 
 END = b'\0' * 1024
 

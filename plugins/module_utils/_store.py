@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: holdfast.volumes contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The backup format: names, manifests, what counts as a complete backup, and archive safety rules.
+"""The backup store: names, folder layout, manifests, listing, the folder lock and atomic writes.
 
 Layout in a destination directory:
 
@@ -12,6 +12,7 @@ Layout in a destination directory:
 
 An archive is a plain tar stream (members ./...), optionally compressed (zstd or gzip) and optionally encrypted
 with age, so `zstd -d < a.tar.zst | tar -x` or `age -d -i key a.tar.zst.age | zstd -d | tar -x` restores it by hand.
+A remote store (backup_sync) has the same layout; classify_folder is the one reading of a folder, local or remote.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -20,14 +21,20 @@ __metaclass__ = type
 
 import datetime
 import errno
+import fcntl
 import hashlib
 import json
 import os
-import posixpath
 import re
 import stat
+import time
 
 from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
+from ansible_collections.holdfast.volumes.plugins.module_utils._safe_fs import (
+    check_private_dir,
+    open_dir,
+    open_private_file,
+)
 
 FORMAT = 'holdfast.volumes/backup'
 FORMAT_VERSION = 1
@@ -41,10 +48,7 @@ SUFFIXES = {'zstd': '.tar.zst', 'gzip': '.tar.gz', 'none': '.tar'}
 STAMP_FORMAT = '%Y%m%dT%H%M%SZ'
 NAME_RE = re.compile(r'^(?P<base>(?P<volume>.+)-(?P<stamp>\d{8}T\d{6}Z))'
                      r'(?P<suffix>\.tar(?:\.zst|\.gz)?(?:\.age)?|\.manifest\.json)$')
-ZSTD_MAGIC = b'\x28\xb5\x2f\xfd'
-GZIP_MAGIC = b'\x1f\x8b'
-AGE_MAGIC = b'age-encryption.org/v1'
-PATH_MAX = 4096  # longer names cannot be created on Linux; checking them would cost quadratic time
+MANIFEST_MAX = 1024 * 1024  # a manifest is a few hundred bytes; larger ones are not read
 
 
 def stamp(when):
@@ -70,9 +74,6 @@ def safe_folder_name(name):
         return name
     clean = re.sub(r'[^A-Za-z0-9_.-]+', '_', name.strip('/')) or 'root'
     return '%s-%s' % (clean[:80], hashlib.sha256(name.encode('utf-8')).hexdigest()[:8])
-
-
-MANIFEST_MAX = 1024 * 1024  # a manifest is a few hundred bytes; larger ones are not read
 
 
 def open_regular(path, what='file'):
@@ -104,57 +105,6 @@ def read_manifest(path):
     return check_manifest_shape(json.loads(text.decode('utf-8')))
 
 
-def sha256_file(path, chunk=4 * 1024 * 1024):
-    digest = hashlib.sha256()
-    try:
-        handle = open_regular(path, 'archive')
-    except ValueError as exc:
-        raise HoldfastError('%s: only a regular file is read.' % exc) from None
-    with handle:
-        while True:
-            block = handle.read(chunk)
-            if not block:
-                break
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def fsync_dir(path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_json_atomic(path, data, mode=0o600):
-    """Write JSON to a new temporary name in the same directory (O_EXCL|O_NOFOLLOW: a planted file or symlink is
-    never written through), fsync, rename, fsync the directory."""
-    folder = os.path.dirname(path)
-    while True:
-        tmp = os.path.join(folder, '%smanifest-%d-%s' % (TMP_PREFIX, os.getpid(), os.urandom(4).hex()))
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, 'O_CLOEXEC', 0),
-                         mode)
-            break
-        except FileExistsError:
-            continue
-    try:
-        with os.fdopen(fd, 'w') as handle:
-            json.dump(data, handle, indent=2, sort_keys=True)
-            handle.write('\n')
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.rename(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    fsync_dir(folder)
-
-
 def check_manifest_shape(manifest):
     """Pure: a manifest is hostile input too. Raise ValueError unless it is a JSON object whose fields a restore
     reads have the right types."""
@@ -173,6 +123,58 @@ def check_manifest_shape(manifest):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
             raise ValueError('manifest field %s must be a non-negative integer' % key)
     return manifest
+
+
+def parse_manifest_time(manifest):
+    text = manifest.get('created')
+    try:
+        return datetime.datetime.strptime(text, '%Y-%m-%dT%H:%M:%SZ').replace(tzinfo=datetime.timezone.utc)
+    except (TypeError, ValueError):
+        raise HoldfastError("manifest of %s has no valid 'created' time." % manifest.get('archive')) from None
+
+
+def fsync_dir(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path, data, mode=0o600, what='manifest'):
+    """The one temp-file-and-rename writer: write data (bytes or text) to a new private temporary name in the same
+    directory (O_EXCL|O_NOFOLLOW: a planted file or symlink is never written through; the name starts with
+    TMP_PREFIX, so a killed run's leftover is a store temporary), fsync, rename over path, fsync the directory.
+    A failure leaves path as it was."""
+    folder = os.path.dirname(path) or '.'
+    if isinstance(data, str):
+        data = data.encode('utf-8')
+    while True:
+        tmp = os.path.join(folder, '%s%s-%d-%s' % (TMP_PREFIX, what, os.getpid(), os.urandom(4).hex()))
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, 'O_CLOEXEC', 0),
+                         mode)
+            break
+        except FileExistsError:
+            continue
+    try:
+        with os.fdopen(fd, 'wb') as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.rename(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    fsync_dir(folder)
+
+
+def write_json_atomic(path, data, mode=0o600):
+    """write_atomic of data as indented, sorted JSON (manifests, restore markers and journals)."""
+    write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + '\n', mode)
 
 
 def backup_folders(dest, volumes=None):
@@ -255,143 +257,66 @@ def classify_folder(names, load):
     return complete, orphans, unknown, bad_manifests
 
 
-def parse_manifest_time(manifest):
-    text = manifest.get('created')
-    try:
-        return datetime.datetime.strptime(text, '%Y-%m-%dT%H:%M:%SZ').replace(tzinfo=datetime.timezone.utc)
-    except (TypeError, ValueError):
-        raise HoldfastError("manifest of %s has no valid 'created' time." % manifest.get('archive')) from None
+class FolderLock(object):
+    """flock on <folder>/<name> (.lock: one backup, restore or rotation of a folder at a time); waits up to
+    `timeout` seconds, then fails saying who holds it (`holder`)."""
 
+    def __init__(self, folder, timeout, dir_fd=None, name='.lock', holder='Another backup, restore or rotation'):
+        self.name = name
+        self.path = os.path.join(folder, name)
+        self.timeout = timeout
+        self.dir_fd = dir_fd  # the folder's open descriptor: the lock is created in it, not by name
+        self.holder = holder
+        self.fd = None
 
-def detect_layers(head):
-    """Pure: the layers of an archive from its first bytes: (encrypted, compression)."""
-    if head.startswith(AGE_MAGIC):
-        return True, None  # compression is known only after decryption
-    if head.startswith(ZSTD_MAGIC):
-        return False, 'zstd'
-    if head.startswith(GZIP_MAGIC):
-        return False, 'gzip'
-    if len(head) >= 262 and head[257:262] == b'ustar':
-        return False, 'none'
-    if len(head) >= 512 and head[:512].strip(b'\0') == b'':
-        return False, 'none'  # an empty tar (only end-of-archive blocks)
-    return False, 'unknown'
-
-
-class MemberChecker(object):
-    """Checks tar members one by one, in archive order, against the restore safety rules.
-
-    Refuses: absolute names, `..` components, members whose path goes through a symlink the archive created,
-    hard links whose target is not an earlier regular member, a path that changes type (e.g. a directory later
-    replaced by a symlink), device nodes and fifos unless allowed. Symlinks themselves are data and are kept
-    whatever they point to.
-    """
-
-    def __init__(self, allow_special=False, refuse_escaping_links=False):
-        self.allow_special = allow_special
-        self.refuse_escaping_links = refuse_escaping_links
-        self.kinds = {}
-        self.symlinks = set()
-        self.refused = []
-        self.count = 0
-        self.has_root = False
-
-    @staticmethod
-    def normalise(name):
-        if name.startswith('/'):
-            return None
-        parts = [p for p in name.split('/') if p not in ('', '.')]
-        if any(p == '..' for p in parts):
-            return None
-        return '/'.join(parts)
-
-    def check(self, name, kind, linkname=None):
-        """kind: file, dir, symlink, hardlink, char, block, fifo, other. Returns the normalised path or None."""
-        self.count += 1
-        if len(name) > PATH_MAX or len(linkname or '') > PATH_MAX:
-            return self._refuse(name[:200], 'a name or link longer than %d characters' % PATH_MAX)
-        if name.startswith('/') or name.startswith('\\'):
-            return self._refuse(name, 'absolute path')
-        path = self.normalise(name)
-        if path is None:
-            return self._refuse(name, 'path with a .. component')
-        if path == '':
-            if kind != 'dir':
-                return self._refuse(name, 'the root of the archive must be a directory')
-            self.has_root = True
-            return path
-        parts = path.split('/')
-        for i in range(1, len(parts)):
-            if '/'.join(parts[:i]) in self.symlinks:
-                return self._refuse(name, 'goes through the symlink %s' % '/'.join(parts[:i]))
-            ancestor = '/'.join(parts[:i])
-            if self.kinds.get(ancestor, 'dir') != 'dir':
-                return self._refuse(name, 'goes through the %s %s' % (self.kinds[ancestor], ancestor))
-        previous = self.kinds.get(path)
-        if previous is not None and previous != kind and not (previous == 'file' and kind == 'hardlink'):
-            return self._refuse(name, 'changes an earlier %s into a %s' % (previous, kind))
-        if kind in ('char', 'block', 'fifo') and not self.allow_special:
-            return self._refuse(name, '%s device or fifo (set allow_special_files to restore it)' % kind)
-        if kind == 'other':
-            return self._refuse(name, 'unsupported member type')
-        if kind == 'hardlink':
-            target = self.normalise(linkname or '')
-            if not target or self.kinds.get(target) != 'file':
-                return self._refuse(name, 'hard link to %r, which is not an earlier regular file of the archive'
-                                    % linkname)
-        if kind == 'symlink':
-            if self.refuse_escaping_links:
-                target = linkname or ''
-                resolved = posixpath.normpath(posixpath.join(posixpath.dirname(path), target))
-                if target.startswith('/') or resolved == '..' or resolved.startswith('../'):
-                    return self._refuse(name, 'symlink to %r points outside the volume' % target)
-            self.symlinks.add(path)
-        self.kinds[path] = kind
-        return path
-
-    def _refuse(self, name, why):
-        self.refused.append(dict(member=name, reason=why))
-        return None
-
-
-def tarinfo_kind(member):
-    if member.isreg():
-        return 'file'
-    if member.isdir():
-        return 'dir'
-    if member.issym():
-        return 'symlink'
-    if member.islnk():
-        return 'hardlink'
-    if member.ischr():
-        return 'char'
-    if member.isblk():
-        return 'block'
-    if member.isfifo():
-        return 'fifo'
-    return 'other'
-
-
-def tree_fingerprint(root):
-    """Cheap summary of a tree (entries, bytes, newest mtime, ownership sum) to see whether it changed."""
-    entries = total = 0
-    newest = 0
-    owners = 0
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
+    def __enter__(self):
+        # never through a planted symlink, fifo or device (open_private_file checks it is a regular file)
+        if self.dir_fd is not None:
+            self.fd = open_private_file(self.name, os.O_RDWR | os.O_CREAT, 0o600, dir_fd=self.dir_fd)
+        else:
+            self.fd = open_private_file(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        deadline = time.monotonic() + self.timeout
+        while True:
             try:
-                st = os.lstat(os.path.join(dirpath, name))
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return self
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+            if time.monotonic() >= deadline:
+                os.close(self.fd)
+                raise HoldfastError("%s holds the lock %s; waited %ss. Try again later or raise lock_timeout."
+                                    % (self.holder, self.path, self.timeout))
+            time.sleep(0.2)
+
+    def __exit__(self, *exc):
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)
+        return False
+
+
+def clean_temporaries(folder):
+    """Remove temporaries of interrupted runs. Call only while holding the folder lock."""
+    removed = []
+    for entry in os.listdir(folder):
+        if entry.startswith(TMP_PREFIX):
+            try:
+                os.unlink(os.path.join(folder, entry))
+                removed.append(entry)
             except OSError:
-                continue
-            entries += 1
-            if stat.S_ISREG(st.st_mode):
-                total += st.st_size
-            newest = max(newest, st.st_mtime_ns)
-            owners += st.st_uid * 7 + st.st_gid * 13 + stat.S_IMODE(st.st_mode)
-    st = os.lstat(root)
-    return dict(entries=entries, bytes=total, newest_mtime_ns=newest, owners=owners,
-                root_mode=stat.S_IMODE(st.st_mode), root_uid=st.st_uid, root_gid=st.st_gid)
+                pass
+    return removed
 
 
-def posix_join(*parts):
-    return posixpath.join(*parts)
+def open_backup_folder(folder):
+    """A backup folder that root may act in: a real directory (not a symlink) of root's that no other user can
+    change (check_private_dir, as the backup requires), opened without following a symlink and checked to be the
+    directory just judged. Returns its descriptor."""
+    checked = check_private_dir(folder, 'the backup folder')
+    fd = open_dir(os.path.realpath(os.path.dirname(folder)) + '/' + os.path.basename(folder))
+    st = os.fstat(fd)
+    if (st.st_dev, st.st_ino) != (checked.st_dev, checked.st_ino):
+        os.close(fd)
+        raise HoldfastError("The backup folder %s changed while it was being opened; nothing was done. Run again."
+                            % folder)
+    return fd
