@@ -32,8 +32,9 @@ _RETENTION['timezone'] = dict(type='str', description='IANA time zone of the per
 _REMOTE = dict(
     type=dict(type='str', required=True, description='The rclone backend (s3, sftp, webdav, b2, ...).'),
     path=dict(type='str', required=True, description='Bucket and prefix, or the directory on the server.'),
-    options=dict(type='dict', default={}, description='The backend\'s settings, secrets included (put them in a '
-                                                     'vault); as the option of holdfast.volumes.backup_sync.'),
+    options=dict(type='dict', default={},
+                 description='The backend\'s settings, secrets included (put them in a vault); as the option of '
+                             'holdfast.volumes.backup_sync.'),
 )
 OFFSITE = dict(
     enabled=dict(type='bool', default=True, description='false: no offsite copy of this volume (it opts out of '

@@ -41,6 +41,8 @@ MASK = '********'
 OBJECT_STORES = ('s3', 'gcs', 'b2', 'swift', 'azureblob')
 # rclone copy at log level DEBUG, after comparing a copy's hashes: "<date> <time> DEBUG : <path>: md5 = <hex> OK"
 MD5_OK_RE = re.compile(r'^\S+ \S+ DEBUG : (.+): md5 = ([0-9a-f]{32}) OK$')
+
+
 def remove_stale_private_dirs():
     """Private directories of runs that were killed (their process is gone) may hold a key file: remove them."""
     base = tempfile.gettempdir()

@@ -77,8 +77,8 @@ def sync_task(dest, server, bucket):
 
 
 def spread(values, unit=' s'):
-    return 'median %.2f%s (%.2f-%.2f%s, n=%d)' % (statistics.median(values), unit, min(values), max(values), unit,
-                                                len(values))
+    return 'median %.2f%s (%.2f-%.2f%s, n=%d)' % (
+        statistics.median(values), unit, min(values), max(values), unit, len(values))
 
 
 def main():
@@ -101,7 +101,7 @@ def main():
             time.sleep(1.5)  # the server's directory cache (1 s) sees the new buckets
             plain = [RCLONE, 'copy', '--exclude', '.holdfast-sync.lock', str(dest), 'plain:%s/bench' % a]
 
-            def run_plain(cmd=plain):
+            def run_plain(cmd=tuple(plain)):
                 return timed(lambda: subprocess.run(cmd, env=env, check=True))[0]
 
             def run_sync(bucket=b):
