@@ -69,6 +69,8 @@ def scan_remote(rclone, host, volumes=None):
         parts = rel.split('/')
         if len(parts) != 2 or (wanted is not None and parts[0] not in wanted):
             continue
+        if parts[0] in ('', '.', '..') or any(ord(c) < 32 for c in parts[0]):
+            continue  # hostile listing (an S3 key may say '..'): never a folder to read, rotate or delete in
         folders.setdefault(parts[0], {})[parts[1]] = size
     for name in wanted or ():
         folders.setdefault(name, {})

@@ -47,7 +47,7 @@ MANIFEST_SUFFIX = '.manifest.json'
 SUFFIXES = {'zstd': '.tar.zst', 'gzip': '.tar.gz', 'none': '.tar'}
 STAMP_FORMAT = '%Y%m%dT%H%M%SZ'
 NAME_RE = re.compile(r'^(?P<base>(?P<volume>.+)-(?P<stamp>\d{8}T\d{6}Z))'
-                     r'(?P<suffix>\.tar(?:\.zst|\.gz)?(?:\.age)?|\.manifest\.json)$')
+                     r'(?P<suffix>\.tar(?:\.zst|\.gz)?(?:\.age)?|\.manifest\.json)\Z')  # \Z: no trailing newline
 MANIFEST_MAX = 1024 * 1024  # a manifest is a few hundred bytes; larger ones are not read
 
 

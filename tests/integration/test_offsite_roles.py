@@ -170,9 +170,9 @@ def test_scheduled_runner_backs_up_then_syncs_then_rotates_the_remote(docker_cli
         run = run_playbook(ROLE, play_vars=role_vars, diff=True, verbosity=3)
         assert run.rc == 0, run.stdout[-3000:]
         assert secret not in run.stdout + run.stderr and secret not in json.dumps(run.records)
-        # the jobs file: root's, 0600, in a 0700 directory; its remote by index in the syncs
+        # the jobs file: root's, 0600 (its directory stays 0755: it may be a shared one); remotes by index
         info, folder = os.stat(jobs), os.stat(jobs.parent)
-        assert (info.st_uid, info.st_mode & 0o777, folder.st_uid, folder.st_mode & 0o777) == (0, 0o600, 0, 0o700)
+        assert (info.st_uid, info.st_mode & 0o777, folder.st_uid, folder.st_mode & 0o777) == (0, 0o600, 0, 0o755)
         plan = json.loads(jobs.read_text())
         assert plan['offsite_remotes'] == [remote]
         assert plan['offsite_syncs'] == [{'dest': str(tmp_path / 'backups'), 'volumes': [volume], 'host': 'web2',

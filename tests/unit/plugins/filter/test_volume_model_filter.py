@@ -96,3 +96,31 @@ def test_offsite_typos_fail_before_any_backup(model, default, expected):
     for facet in ('check', 'backup_jobs'):
         with pytest.raises(AnsibleFilterError, match=expected):
             volume_model(model, facet, offsite=default, host='h')
+
+
+@pytest.mark.parametrize('facet', ['all', 'backups', 'seeds', 'permissions', 'encrypted'])
+def test_facets_that_roles_loop_over_carry_no_remote_secret(facet):
+    """A loop item lands whole in each per-item result and registered variable (no_log on a module option does not
+    reach it): a volume's own backup.offsite remote keeps its type and path there, never its options."""
+    secret = 'AKIA-s3cr3t-value-9f2c'
+    remote = {'type': 's3', 'path': 'bucket/fleet', 'options': {'secret_access_key': secret}}
+    encryption = {'path': '/srv/luks/db', 'backing_file': '/srv/luks/db.img', 'size': '1G', 'keyfile': '/etc/k'}
+    model = [{'name': 'db', 'owner': 999, 'encryption': encryption, 'seed': {'src': '/srv/seed'},
+              'backup': {'dest': '/srv/backups', 'offsite': {'remote': remote, 'retention': {'keep_last': 3}}}}]
+    items = volume_model(model, facet)
+    assert [item['name'] for item in items] == ['db']
+    assert secret not in repr(items)
+    assert items[0]['backup']['offsite']['remote'] == {'type': 's3', 'path': 'bucket/fleet'}
+    # the job facets still reach the remote (by remote_id, for the modules' no_log options)
+    assert volume_model(model, 'offsite_remotes', host='web1')[0]['options'] == {'secret_access_key': secret}
+    assert model[0]['backup']['offsite']['remote']['options'] == {'secret_access_key': secret}  # input untouched
+
+
+def test_remote_rotations_check_sizes_not_every_byte():
+    """The role's and the runner's remote rotation must not download the whole offsite history on every run: the
+    copies were verified when they arrived; a deep check is backup_info/the report with verify: sha256."""
+    remote = {'type': 'sftp', 'path': '/srv/offsite', 'options': {'host': 'backup1'}}
+    model = [{'name': 'db', 'backup': {'dest': '/srv/backups', 'offsite': {'remote': remote,
+                                                                          'retention': {'keep_last': 3}}}}]
+    rotations = volume_model(model, 'offsite_rotations', host='web1')
+    assert [(r['volume'], r['verify'], r['keep_last']) for r in rotations] == [('db', 'size', 3)]

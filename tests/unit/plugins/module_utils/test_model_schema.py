@@ -36,7 +36,7 @@ def test_the_backup_role_names_the_retention_rules_once_and_as_the_model_does():
     assert rules == set(OFFSITE['retention']['options'])
     task = yaml.safe_load((ROOT / 'roles' / 'backup' / 'tasks' / 'rotate.yml').read_text())[0]
     args = task['holdfast.volumes.backup_rotation']
-    assert rules <= set(args) and set(args) - rules == {'dest', 'remote', 'host', 'volume'}
+    assert rules <= set(args) and set(args) - rules == {'dest', 'remote', 'host', 'volume', 'verify'}
     for name in rules:
         assert args[name] == '{{ item.%s | default(omit) }}' % name
     for other in (ROOT / 'roles' / 'backup' / 'tasks').glob('*.yml'):
