@@ -80,7 +80,6 @@ def write_table(path, text):
 
 
 def write_dropin(path, text):
-    """Write the drop-in (its directory created when missing)."""
+    """Write the drop-in (its directory created when missing), with the one temp-file-and-rename writer."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, 'w') as handle:
-        handle.write(text)
+    write_atomic(path, text, 0o644, what='dropin')

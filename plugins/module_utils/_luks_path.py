@@ -14,6 +14,8 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
+import shutil
+import tempfile
 
 from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
 from ansible_collections.holdfast.volumes.plugins.module_utils._host_info import loop_for_file
@@ -248,13 +250,22 @@ class Applier(object):
 
     @staticmethod
     def do_backup_header(source, target):
-        tmp = target + '.holdfast-tmp'
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        run([_cryptsetup(), 'luksHeaderBackup', source, '--header-backup-file', tmp],
-            what='cryptsetup luksHeaderBackup')
-        os.chmod(tmp, 0o600)
-        os.rename(tmp, target)
+        """cryptsetup writes the header into a private new directory beside the target (never through a name
+        another user could have planted), then it is fsynced and renamed over the target."""
+        folder = tempfile.mkdtemp(prefix='.holdfast-tmp-header-', dir=os.path.dirname(target) or '.')
+        tmp = os.path.join(folder, 'header')
+        try:
+            run([_cryptsetup(), 'luksHeaderBackup', source, '--header-backup-file', tmp],
+                what='cryptsetup luksHeaderBackup')
+            os.chmod(tmp, 0o600)
+            fd = os.open(tmp, os.O_RDONLY | os.O_NOFOLLOW)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.rename(tmp, target)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
 
     # -- teardown ----------------------------------------------------------------------------------------------------
     @staticmethod

@@ -106,21 +106,3 @@ class MemberChecker(object):
     def _refuse(self, name, why):
         self.refused.append(dict(member=name, reason=why))
         return None
-
-
-def tarinfo_kind(member):
-    if member.isreg():
-        return 'file'
-    if member.isdir():
-        return 'dir'
-    if member.issym():
-        return 'symlink'
-    if member.islnk():
-        return 'hardlink'
-    if member.ischr():
-        return 'char'
-    if member.isblk():
-        return 'block'
-    if member.isfifo():
-        return 'fifo'
-    return 'other'

@@ -49,12 +49,12 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._retention import
     parse_time,
     validate_policy,
 )
-from ansible_collections.holdfast.volumes.plugins.module_utils._rotation import broken_warnings
 from ansible_collections.holdfast.volumes.plugins.module_utils._store import (
     FolderLock,
     backup_folders,
     list_backups,
 )
+from ansible_collections.holdfast.volumes.plugins.module_utils._verify import broken_warnings
 
 BWLIMIT_RE = re.compile(r'^(off|\d+(\.\d+)?[BKMGTP]?(:\d+(\.\d+)?[BKMGTP]?)?)$', re.IGNORECASE)
 SINGLE_PART_LIMIT = 5 * 1024 ** 3  # --s3-upload-cutoff 5G

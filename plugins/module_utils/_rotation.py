@@ -35,7 +35,7 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._store import (
     list_backups,
     open_backup_folder,
 )
-from ansible_collections.holdfast.volumes.plugins.module_utils._verify import check_backup
+from ansible_collections.holdfast.volumes.plugins.module_utils._verify import broken_warnings, check_backup
 
 # The options of backup_rotation (its argument spec, and the defaults of the scheduled runner's jobs).
 ROTATION_OPTIONS = dict(
@@ -193,10 +193,3 @@ def run_rotation(params, check_mode=False):
     result['changed'] = bool(result['removed'] or result['cleaned'])
     result['diff'] = diffs
     return result, broken_warnings(result['broken'])
-
-
-def broken_warnings(broken):
-    """One warning per broken backup (local or remote rotation), saying whether it was removed."""
-    return ["broken backup %s: %s%s" % (item['archive'], item['reason'],
-                                        '' if item['removed'] else ' (kept; remove_broken: true removes it)')
-            for item in broken]

@@ -25,10 +25,14 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._restore_engine i
 from ansible_collections.holdfast.volumes.plugins.module_utils._restore_read import verify_archive
 from ansible_collections.holdfast.volumes.plugins.module_utils._restore_swap import HostRestore, restore_host
 from ansible_collections.holdfast.volumes.plugins.module_utils._tree_walk import converge_tree
-from ansible_collections.holdfast.volumes.plugins.module_utils._volume_access import VolumeAccess, dir_is_empty
+from ansible_collections.holdfast.volumes.plugins.module_utils._volume_access import (
+    HELPER_IMAGE,
+    VolumeAccess,
+    dir_is_empty,
+)
 
 UNKNOWN_EMPTY = ("Check mode cannot tell whether volume %s is empty: it is reached through the Docker Engine and "
-                 "reading it needs the helper image holdfast/volume-helper:empty, which a real run builds (check mode "
+                 "reading it needs the helper image " + HELPER_IMAGE + ", which a real run builds (check mode "
                  "builds nothing). seeded is 'unknown'; the seed itself was checked.")
 
 

@@ -138,3 +138,10 @@ class ReadBackVerifier(object):
     def abort(self):
         if self.enabled:
             self._stop()
+
+
+def broken_warnings(broken):
+    """One warning per broken backup (local or remote rotation), saying whether it was removed."""
+    return ["broken backup %s: %s%s" % (item['archive'], item['reason'],
+                                        '' if item['removed'] else ' (kept; remove_broken: true removes it)')
+            for item in broken]

@@ -71,9 +71,11 @@ def one_volume_or_path(params, role='target'):
 def dir_is_empty(path):
     """True when a directory holds nothing but, at most, an empty lost+found (a fresh ext4 filesystem's root);
     also True when there is no directory at all (nothing would be lost)."""
-    if not os.path.isdir(path):
-        return True
-    with os.scandir(path) as entries:
+    try:
+        entries = os.scandir(path)
+    except FileNotFoundError:
+        return True  # a file, a symlink loop or an unreadable directory raise: never "empty" by accident
+    with entries:
         for entry in entries:
             if entry.name == 'lost+found' and entry.is_dir(follow_symlinks=False):
                 with os.scandir(entry.path) as inner:
