@@ -11,15 +11,14 @@ One run:
 1. one recursive listing of <path>/<host> (names and sizes);
 2. plan, per complete local backup: present on the remote (manifest there, archive of the manifest's size) or to
    copy (no manifest: never copied, or a killed upload); a remote manifest whose archive is missing or of the wrong
-   size is repaired the same way (the archive is uploaded again; nothing is ever deleted on the remote);
+   size is repaired the same way (uploaded again once the local archive proved sound; nothing is ever deleted);
 3. the archives to copy are read locally once (sha256 against the local manifest, md5 for the remote's check),
    while rclone uploads them: a local archive that fails its own manifest never gets a manifest on the remote;
 4. each uploaded archive is verified against the manifest's sha256: by the md5 the remote computes itself when it
    can be trusted to (S3 single-part uploads: the ETag; SFTP: md5sum run on the server), compared with this
    module's md5 of the local archive; rclone copy reports the remote's md5 right after each upload (a separate
    hashsum run only for the files it did not compare); else by reading it back (rclone cat into sha256);
-5. the manifests of the verified archives are uploaded last, so a reader of the remote only ever sees complete
-   backups.
+5. the manifests of the verified archives are uploaded last: a reader of the remote only sees complete backups.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -163,6 +162,14 @@ def _hash_all(items, want_md5, results):
             results[id(item)] = exc
 
 
+def _rel(item):
+    return '%s/%s' % (item['folder'], item['backup']['archive'])
+
+
+def _sound(item, got):
+    return isinstance(got, tuple) and got[0] == item['backup']['manifest'].get('sha256')
+
+
 def _entry(item, source):
     backup = item['backup']
     return dict(volume=backup['manifest'].get('volume'), folder=item['folder'], archive=backup['archive'],
@@ -232,13 +239,18 @@ def _upload_archives(rclone, params, source, to_copy, trusted_md5, result):
     that match their manifests and arrived; the others go to result['not_copied']. Fails when the upload failed and
     none arrived."""
     hashes = {}
-    hasher = threading.Thread(target=_hash_all, args=(to_copy, trusted_md5, hashes))
+    # a repair replaces an archive the remote already lists under its manifest: the local copy is read first, so a
+    # local archive that rotted never overwrites what may be the only sound copy
+    repairs = [c for c in to_copy if c.get('repair')]
+    _hash_all(repairs, trusted_md5, hashes)
+    upload = [_rel(c) for c in to_copy if not c.get('repair') or _sound(c, hashes.get(id(c)))]
+    hasher = threading.Thread(target=_hash_all, args=([c for c in to_copy if not c.get('repair')], trusted_md5, hashes))
     hasher.daemon = True
     hasher.start()
-    rels = ['%s/%s' % (c['folder'], c['backup']['archive']) for c in to_copy]
+    rels = [_rel(c) for c in to_copy]
     seen_md5 = {} if trusted_md5 else None
-    code, _out, upload_err = rclone.copy(params['dest'], rels, source, transfers=params.get('transfers') or 4,
-                                         bwlimit=params.get('bwlimit'), seen_md5=seen_md5)
+    code, _out, upload_err = rclone.copy(params['dest'], upload, source, transfers=params.get('transfers') or 4,
+                                         bwlimit=params.get('bwlimit'), seen_md5=seen_md5) if upload else (0, '', '')
     hasher.join()
     uploaded_listing = None
     if code != 0:

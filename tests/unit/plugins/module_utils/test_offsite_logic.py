@@ -217,3 +217,20 @@ def test_copy_takes_the_md5_rclone_compared_and_keeps_no_debug_line(tmp_path, mo
         assert 'DEBUG' not in err and 's3cr3t' not in err and 'Failed to copy: boom' in err
         rclone.copy(str(tmp_path), ['v/a2.bin'], 'h1')
         assert levels == ['DEBUG', 'NOTICE'], 'without seen_md5 the copy logs at NOTICE'
+
+
+def test_a_rotten_local_archive_never_replaces_the_remote_copy_in_a_repair(tmp_path):
+    """A repair (the remote lists the manifest, its archive does not match) overwrites what the remote holds: the
+    local archive is read first, and one that fails its manifest is not uploaded at all."""
+    make_store(tmp_path / 'store', 'v', 1)
+    run_sync(params(tmp_path))
+    remote_dir = tmp_path / 'remote' / 'bucket' / 'h1' / 'v'
+    remote_archive = next(remote_dir.glob('*.tar.zst'))
+    good = remote_archive.read_bytes()
+    remote_archive.write_bytes(good + b'tail')  # the remote's archive now has the wrong size: a repair is planned
+    local = next((tmp_path / 'store' / 'v').glob('*.tar.zst'))
+    local.write_bytes(b'x' + local.read_bytes()[1:])  # and the local one rotted, at the same size
+    with pytest.raises(HoldfastError) as err:
+        run_sync(params(tmp_path))
+    assert 'does not match its manifest' in err.value.msg
+    assert remote_archive.read_bytes() == good + b'tail'  # not overwritten by the rotten local copy
