@@ -14,6 +14,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import json
 import os
 import posixpath
 import re
@@ -113,9 +114,13 @@ def validate_remote(remote):
 
 
 def scrub(text, secrets):
-    for secret in sorted(secrets, key=len, reverse=True):
+    """Each secret masked, also in the escaped form rclone prints option values in (Go's %q)."""
+    forms = set()
+    for secret in secrets:
         if secret:
-            text = text.replace(secret, MASK)
+            forms.update((secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]))
+    for form in sorted(forms, key=len, reverse=True):
+        text = text.replace(form, MASK)
     return text
 
 

@@ -161,6 +161,9 @@ def test_messages_are_scrubbed_and_explained():
     assert 'hfsecret-123' not in text and '********' in text and not text.startswith('2026')
     assert 'credentials' in explain(text)
     assert 'bucket does not exist' in explain('api error NoSuchBucket: The specified bucket does not exist')
+    # rclone quotes option values the Go way (%q) in parse errors: the escaped form is masked too
+    quoted = 'couldn\'t parse config item "nounc" = "pa\\"ss\\\\SECRET2"\n'
+    assert 'SECRET2' not in rclone_message(quoted, {'pa"ss\\SECRET2'})
 
 
 def test_private_directories_of_killed_runs_are_removed(tmp_path, monkeypatch):
