@@ -151,9 +151,10 @@ def run_restore(params, check_mode=False):
                       would_stop=[u['name'] for u in running])
         return result, warnings
     # Hold the backup folder's lock (when it has one), so that a rotation cannot remove the archive mid-restore.
-    folder = os.path.dirname(os.path.abspath(archive))
-    lock = FolderLock(folder, params.get('lock_timeout', 600)) \
-        if os.path.exists(os.path.join(folder, '.lock')) and os.access(folder, os.W_OK) else nullcontext()
+    # A remote archive has no local folder (its name is not a path here).
+    folder = None if params.get('remote') else os.path.dirname(os.path.abspath(archive))
+    lock = FolderLock(folder, params.get('lock_timeout', 600)) if folder and \
+        os.path.exists(os.path.join(folder, '.lock')) and os.access(folder, os.W_OK) else nullcontext()
     with lock:
         return _restore_locked(job, result)
 
