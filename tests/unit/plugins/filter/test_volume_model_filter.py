@@ -120,7 +120,7 @@ def test_remote_rotations_check_sizes_not_every_byte():
     """The role's and the runner's remote rotation must not download the whole offsite history on every run: the
     copies were verified when they arrived; a deep check is backup_info/the report with verify: sha256."""
     remote = {'type': 'sftp', 'path': '/srv/offsite', 'options': {'host': 'backup1'}}
-    model = [{'name': 'db', 'backup': {'dest': '/srv/backups', 'offsite': {'remote': remote,
-                                                                          'retention': {'keep_last': 3}}}}]
+    offsite = {'remote': remote, 'retention': {'keep_last': 3}}
+    model = [{'name': 'db', 'backup': {'dest': '/srv/backups', 'offsite': offsite}}]
     rotations = volume_model(model, 'offsite_rotations', host='web1')
     assert [(r['volume'], r['verify'], r['keep_last']) for r in rotations] == [('db', 'size', 3)]
