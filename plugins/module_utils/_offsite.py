@@ -14,10 +14,9 @@ One run:
    size is repaired the same way (uploaded again once the local archive proved sound; nothing is ever deleted);
 3. the archives to copy are read locally once (sha256 against the local manifest, md5 for the remote's check),
    while rclone uploads them: a local archive that fails its own manifest never gets a manifest on the remote;
-4. each uploaded archive is verified against the manifest's sha256: by the md5 the remote computes itself when it
-   can be trusted to (S3 single-part uploads: the ETag; SFTP: md5sum run on the server), compared with this
-   module's md5 of the local archive; rclone copy reports the remote's md5 right after each upload (a separate
-   hashsum run only for the files it did not compare); else by reading it back (rclone cat into sha256);
+4. each uploaded archive is verified: by the md5 the remote computes when it can be trusted to (S3 single-part
+   ETag, SFTP md5sum on the server; rclone copy reports it after each upload, a hashsum run covers the rest) against
+   this module's md5 of the local archive (sha256-checked in step 3); else by reading it back (cat into sha256);
 5. the manifests of the verified archives are uploaded last: a reader of the remote only sees complete backups.
 """
 
@@ -41,6 +40,7 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._remote_store imp
     host_folder,
     plan_remote_rotation,
     read_back_sha256,
+    remote_warnings,
     scan_remote,
 )
 from ansible_collections.holdfast.volumes.plugins.module_utils._retention import (
@@ -195,7 +195,7 @@ def run_sync(params, check_mode=False):
 def _sync(rclone, params, source, verify, check_mode):
     dest = params['dest']
     local, missing = local_backups(dest, params.get('volumes'))
-    warnings = ['no local backups of %s in %s' % (name, dest) for name in missing]
+    warnings = remote_warnings(params['remote']) + ['no local backups of %s in %s' % (n, dest) for n in missing]
     present, to_copy = plan_sync(local, rclone.list_files(source))
     result = dict(changed=bool(to_copy), remote=rclone.display, host=source, present=len(present),
                   copied=[], not_copied=[], bytes_copied=0, verify=verify)
@@ -366,7 +366,7 @@ def run_remote_info(params):
                                        verified=verify != 'none' and broken is None, verify=verify, problem=broken)
                 state['oldest_created'] = backups[-1]['manifest'].get('created')
             states.append(state)
-    return dict(changed=False, backups=states)
+    return dict(changed=False, backups=states), remote_warnings(params['remote'])
 
 
 def run_remote_rotation(params, check_mode=False):
@@ -397,4 +397,4 @@ def run_remote_rotation(params, check_mode=False):
             delete_backups(rclone, host, doomed_all)
     result['changed'] = bool(result['removed'])
     result['diff'] = diffs
-    return result, broken_warnings(result['broken'])
+    return result, remote_warnings(params['remote']) + broken_warnings(result['broken'])

@@ -48,6 +48,16 @@ def host_folder(host=None):
     return host
 
 
+
+def remote_warnings(remote):
+    """Pure: what the operator should know about a remote (warnings, not errors), for every module that uses one."""
+    remote = remote or {}
+    if remote.get('type') == 'sftp' and not (remote.get('options') or {}).get('known_hosts_file'):
+        return ["remote %s: the SFTP server's host key is not checked (without known_hosts_file rclone accepts any "
+                "key), so a machine that takes over its address receives the backups and can serve forged ones: set "
+                "remote.options.known_hosts_file (e.g. /etc/ssh/ssh_known_hosts)." % remote.get('path')]
+    return []
+
 REMOTE_STORE_OPTIONS = dict(
     remote=dict(type='dict', options=REMOTE_SPEC),
     host=dict(type='str'),

@@ -69,7 +69,7 @@ options:
             rclone. C(key_pem) (an SSH private key inline) is written to a 0600 file in a private temporary
             directory and given to rclone as C(key_file).
           - For S3, C(no_check_bucket) defaults to V(true). For SFTP without C(known_hosts_file) rclone does not
-            check the server's host key; set it outside of tests.
+            check the server's host key; set it outside of tests (every module given such a remote warns).
           - All values are C(no_log).
         type: dict
         default: {}

@@ -195,7 +195,8 @@ def test_remote_manifest_of_the_wrong_shape_is_reported_broken_not_a_crash(tmp_p
     manifest = json.loads(remote.read_text())
     manifest['bytes_stored'] = str(manifest['bytes_stored'] + 1)  # a string: '%d' % it raised TypeError
     remote.write_text(json.dumps(manifest))
-    info = run_remote_info(dict(params(tmp_path), verify='size'))
+    info, warnings = run_remote_info(dict(params(tmp_path), verify='size'))
+    assert warnings == []  # a local remote: nothing to warn about
     state = info['backups'][0]
     assert state['count'] == 1 and state['unreadable_manifests'] == 1 and state['newest']['problem'] is None
 
@@ -237,3 +238,21 @@ def test_a_rotten_local_archive_never_replaces_the_remote_copy_in_a_repair(tmp_p
         run_sync(params(tmp_path))
     assert 'does not match its manifest' in err.value.msg
     assert remote_archive.read_bytes() == good + b'tail'  # not overwritten by the rotten local copy
+
+
+def test_sftp_without_known_hosts_is_warned_in_every_module_that_uses_the_remote(tmp_path):
+    """rclone checks an SFTP server's host key only with known_hosts_file: without it, every module that reaches
+    the remote says so (sync, info and rotation here; volume_restore adds the same function's warnings)."""
+    from ansible_collections.holdfast.volumes.plugins.module_utils._offsite import run_remote_rotation
+    from ansible_collections.holdfast.volumes.plugins.module_utils._remote_store import remote_warnings
+    make_store(tmp_path / 'store', 'v', 2)
+    sftp = params(tmp_path)
+    sftp['remote'] = dict(sftp['remote'], type='sftp')
+    _result, warnings = run_sync(sftp)
+    assert len(warnings) == 1 and 'known_hosts_file' in warnings[0] and 'host key is not checked' in warnings[0]
+    assert 's3cr3t-value' not in warnings[0]
+    assert run_remote_info(sftp)[1] == warnings
+    assert run_remote_rotation(dict(sftp, keep_last=5))[1] == warnings
+    checked = dict(sftp['remote'], options=dict(sftp['remote']['options'], known_hosts_file='/etc/ssh/known'))
+    assert remote_warnings(checked) == [] and remote_warnings(params(tmp_path)['remote']) == []
+    assert remote_warnings(None) == []
