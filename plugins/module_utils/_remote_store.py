@@ -48,7 +48,6 @@ def host_folder(host=None):
     return host
 
 
-
 def remote_warnings(remote):
     """Pure: what the operator should know about a remote (warnings, not errors), for every module that uses one."""
     remote = remote or {}
@@ -57,6 +56,7 @@ def remote_warnings(remote):
                 "key), so a machine that takes over its address receives the backups and can serve forged ones: set "
                 "remote.options.known_hosts_file (e.g. /etc/ssh/ssh_known_hosts)." % remote.get('path')]
     return []
+
 
 REMOTE_STORE_OPTIONS = dict(
     remote=dict(type='dict', options=REMOTE_SPEC),
