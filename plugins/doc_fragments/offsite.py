@@ -32,6 +32,7 @@ options:
         description:
           - The backend's settings with rclone's option names, secrets included; all values are C(no_log) and
             reach rclone only through its environment (see M(holdfast.volumes.backup_sync)).
+          - For SFTP, set C(known_hosts_file); without it rclone accepts any host key, and the module warns.
         type: dict
         default: {}
   host:

@@ -40,7 +40,6 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._remote_store imp
     host_folder,
     plan_remote_rotation,
     read_back_sha256,
-    remote_warnings,
     scan_remote,
 )
 from ansible_collections.holdfast.volumes.plugins.module_utils._retention import (
@@ -195,7 +194,7 @@ def run_sync(params, check_mode=False):
 def _sync(rclone, params, source, verify, check_mode):
     dest = params['dest']
     local, missing = local_backups(dest, params.get('volumes'))
-    warnings = remote_warnings(params['remote']) + ['no local backups of %s in %s' % (n, dest) for n in missing]
+    warnings = ['no local backups of %s in %s' % (name, dest) for name in missing]
     present, to_copy = plan_sync(local, rclone.list_files(source))
     result = dict(changed=bool(to_copy), remote=rclone.display, host=source, present=len(present),
                   copied=[], not_copied=[], bytes_copied=0, verify=verify)
@@ -366,7 +365,7 @@ def run_remote_info(params):
                                        verified=verify != 'none' and broken is None, verify=verify, problem=broken)
                 state['oldest_created'] = backups[-1]['manifest'].get('created')
             states.append(state)
-    return dict(changed=False, backups=states), remote_warnings(params['remote'])
+    return dict(changed=False, backups=states)
 
 
 def run_remote_rotation(params, check_mode=False):
@@ -397,4 +396,4 @@ def run_remote_rotation(params, check_mode=False):
             delete_backups(rclone, host, doomed_all)
     result['changed'] = bool(result['removed'])
     result['diff'] = diffs
-    return result, remote_warnings(params['remote']) + broken_warnings(result['broken'])
+    return result, broken_warnings(result['broken'])

@@ -58,6 +58,12 @@ def remote_warnings(remote):
     return []
 
 
+def warn_about_remote(module):
+    """Warn at the start of a module given a remote: the warnings reach the operator also when the run fails."""
+    for warning in remote_warnings(module.params.get('remote')):
+        module.warn(warning)
+
+
 REMOTE_STORE_OPTIONS = dict(
     remote=dict(type='dict', options=REMOTE_SPEC),
     host=dict(type='str'),

@@ -29,7 +29,7 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._docker_common im
 )
 from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError, refuse_negative
 from ansible_collections.holdfast.volumes.plugins.module_utils._quiesce import Quiesce, restore_consistency
-from ansible_collections.holdfast.volumes.plugins.module_utils._remote_store import locate_remote, remote_warnings
+from ansible_collections.holdfast.volumes.plugins.module_utils._remote_store import locate_remote
 from ansible_collections.holdfast.volumes.plugins.module_utils._restore_engine import restore_engine
 from ansible_collections.holdfast.volumes.plugins.module_utils._restore_read import verify_archive
 from ansible_collections.holdfast.volumes.plugins.module_utils._restore_state import (
@@ -96,7 +96,6 @@ def _timed(func):
     def run(params, check_mode=False):
         started = time.time()
         result, warnings = func(params, check_mode=check_mode)
-        warnings = remote_warnings(params.get('remote')) + list(warnings)
         result['duration_seconds'] = round(time.time() - started, 3)
         return result, warnings
     return run

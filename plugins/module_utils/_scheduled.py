@@ -130,7 +130,9 @@ def _remote_params(plan, item, what):
 
 def run_offsite(plan, sync, rotate, sync_spec, rotation_spec, emit):
     """After the backups: each offsite sync, then the remote rotation of each volume whose sync worked. One line
-    each (with the remote as type:path, never its options). Returns the number of failures."""
+    each (with the remote as type:path, never its options, and the warnings a module run would show). Returns the
+    number of failures."""
+    from ansible_collections.holdfast.volumes.plugins.module_utils._remote_store import remote_warnings
     failed, synced = 0, set()
     for index, item in enumerate(plan['offsite_syncs']):
         started = time.time()
@@ -138,11 +140,12 @@ def run_offsite(plan, sync, rotate, sync_spec, rotation_spec, emit):
         try:
             params = with_defaults(sync_spec, _remote_params(plan, item, 'offsite sync %d' % index),
                                    'offsite sync %d' % index)
-            line.update(remote=item.get('label'), host=params.get('host'), volumes=params.get('volumes'))
+            line.update(remote=item.get('label'), host=params.get('host'), volumes=params.get('volumes'),
+                        warnings=remote_warnings(params['remote']))
             outcome = sync(params)
-            result = outcome[0] if isinstance(outcome, tuple) else outcome
+            result, warnings = outcome if isinstance(outcome, tuple) else (outcome, [])
             line.update(copied=len(result.get('copied', [])), present=result.get('present'),
-                        bytes=result.get('bytes_copied'))
+                        bytes=result.get('bytes_copied'), warnings=line['warnings'] + list(warnings))
             synced.update((item['remote_id'], volume) for volume in params.get('volumes') or [])
         except Exception as exc:  # a failed sync must not stop the others; the message says what broke
             failed += 1
@@ -160,9 +163,9 @@ def run_offsite(plan, sync, rotate, sync_spec, rotation_spec, emit):
                 line.update(skipped='its offsite sync did not run or failed')
             else:
                 outcome = rotate(params)
-                result = outcome[0] if isinstance(outcome, tuple) else outcome
+                result, warnings = outcome if isinstance(outcome, tuple) else (outcome, [])
                 line.update(kept=len(result.get('kept', [])), removed=len(result.get('removed', [])),
-                            broken=len(result.get('broken', [])))
+                            broken=len(result.get('broken', [])), warnings=list(warnings))
         except Exception as exc:
             message = _message(exc)
             if not message.startswith('No backups of '):  # nothing of this volume on the remote yet

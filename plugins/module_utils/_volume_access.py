@@ -163,14 +163,14 @@ class VolumeAccess(object):
 
     @contextmanager
     def helper_container(self, volume_name, image=HELPER_IMAGE, read_only=False, command=None, user=None):
-        """A created container of a helper image with the volume at MOUNT_POINT, labelled HELPER_LABEL, without a
-        network; removed (forced) afterwards. Yields its id. The caller starts it, or never does."""
+        """A created container of a helper image with the volume at MOUNT_POINT, labelled HELPER_LABEL=<volume>,
+        without a network; removed (forced) afterwards. Yields its id. The caller starts it, or never does."""
         try:
             host_config = self.client.create_host_config(
                 binds={volume_name: {'bind': MOUNT_POINT, 'mode': 'ro' if read_only else 'rw'}})
             container = self.client.create_container(
                 image, command=command or ['/holdfast-never-started'], host_config=host_config, user=user,
-                labels={HELPER_LABEL: 'true'}, network_disabled=True)
+                labels={HELPER_LABEL: volume_name}, network_disabled=True)
         except (DockerException, APIError) as exc:
             raise api_error('create a helper container from %s for volume %s' % (image, volume_name), exc) from exc
         try:

@@ -128,7 +128,10 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.holdfast.volumes.plugins.module_utils._backup_info import run_backup_info
 from ansible_collections.holdfast.volumes.plugins.module_utils._module_main import execute
 from ansible_collections.holdfast.volumes.plugins.module_utils._offsite import run_remote_info
-from ansible_collections.holdfast.volumes.plugins.module_utils._remote_store import REMOTE_STORE_OPTIONS
+from ansible_collections.holdfast.volumes.plugins.module_utils._remote_store import (
+    REMOTE_STORE_OPTIONS,
+    warn_about_remote,
+)
 
 
 def main():
@@ -141,6 +144,7 @@ def main():
     argument_spec.update(REMOTE_STORE_OPTIONS)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
                            mutually_exclusive=[('dest', 'remote')], required_one_of=[('dest', 'remote')])
+    warn_about_remote(module)
     execute(module, run_remote_info if module.params.get('remote') else run_backup_info)
 
 

@@ -138,7 +138,10 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.holdfast.volumes.plugins.module_utils._module_main import execute
 from ansible_collections.holdfast.volumes.plugins.module_utils._offsite import run_remote_rotation
-from ansible_collections.holdfast.volumes.plugins.module_utils._remote_store import REMOTE_STORE_OPTIONS
+from ansible_collections.holdfast.volumes.plugins.module_utils._remote_store import (
+    REMOTE_STORE_OPTIONS,
+    warn_about_remote,
+)
 from ansible_collections.holdfast.volumes.plugins.module_utils._rotation import ROTATION_OPTIONS, run_rotation
 
 
@@ -148,6 +151,7 @@ def main():
     argument_spec.update(REMOTE_STORE_OPTIONS)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
                            mutually_exclusive=[('dest', 'remote')], required_one_of=[('dest', 'remote')])
+    warn_about_remote(module)
     execute(module, run_remote_rotation if module.params.get('remote') else run_rotation,
             check_mode=module.check_mode)
 

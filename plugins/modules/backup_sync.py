@@ -231,10 +231,12 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.holdfast.volumes.plugins.module_utils._module_main import execute
 from ansible_collections.holdfast.volumes.plugins.module_utils._offsite import SYNC_OPTIONS, run_sync
+from ansible_collections.holdfast.volumes.plugins.module_utils._remote_store import warn_about_remote
 
 
 def main():
     module = AnsibleModule(argument_spec=SYNC_OPTIONS, supports_check_mode=True)
+    warn_about_remote(module)
     execute(module, run_sync, check_mode=module.check_mode)
 
 

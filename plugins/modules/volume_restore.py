@@ -328,7 +328,10 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.holdfast.volumes.plugins.module_utils._docker_common import docker_argument_spec
 from ansible_collections.holdfast.volumes.plugins.module_utils._module_main import execute
 from ansible_collections.holdfast.volumes.plugins.module_utils._quiesce import warn_inconsistent
-from ansible_collections.holdfast.volumes.plugins.module_utils._remote_store import REMOTE_STORE_OPTIONS
+from ansible_collections.holdfast.volumes.plugins.module_utils._remote_store import (
+    REMOTE_STORE_OPTIONS,
+    warn_about_remote,
+)
 from ansible_collections.holdfast.volumes.plugins.module_utils._restore import run_restore
 from ansible_collections.holdfast.volumes.plugins.module_utils._restore_state import DEFAULT_STATE_DIR
 
@@ -361,6 +364,7 @@ def main():
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
                            mutually_exclusive=[('volume', 'path'), ('archive', 'dest'), ('dest', 'remote')],
                            required_one_of=[('volume', 'path'), ('archive', 'dest', 'remote')])
+    warn_about_remote(module)
     execute(module, warn_inconsistent(run_restore), check_mode=module.check_mode)
 
 

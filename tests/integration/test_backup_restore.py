@@ -235,7 +235,7 @@ def test_kill_9_midway_leaves_previous_intact(docker_client, prefix, dest, tmp_p
     # name: the README's user path backs up beside this test)
     killed = kill_tree(proc.pid)
     proc.wait()
-    assert len(killed) >= 4, 'playbook, module, tar and zstd: %d processes' % len(killed)
+    assert {'tar', 'zstd'} <= set(killed.values()), 'the pipeline was not running: %s' % sorted(killed.values())
     time.sleep(0.5)
     temps = [f for f in os.listdir(folder) if f.startswith('.holdfast-tmp-')]
     assert temps, 'the kill came too late to leave a temporary file'

@@ -161,7 +161,7 @@ def test_engine_route_for_tmpfs_volume(docker_client, prefix):
     assert run.rc == 0, run.stdout
     assert run.task('converge')['removed'] == [name]
     # this volume's helpers only: other tests (and the README's user path) run helpers beside this one
-    helpers = docker_client.containers(all=True, filters={'label': 'io.holdfast.volumes.helper', 'volume': name})
+    helpers = docker_client.containers(all=True, filters={'label': 'io.holdfast.volumes.helper=%s' % name})
     assert helpers == []
 
 

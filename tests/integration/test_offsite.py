@@ -212,6 +212,15 @@ def test_sftp_with_debian_rclone_and_read_back(sftp_server, tmp_path):
         local = next((dest / vol).glob('*.tar.zst'))
         assert sha256(sftp_server.root / 'store' / 'h2' / vol / local.name) == sha256(local)
     assert remote['options']['key_pem'].split('\n')[1] not in run.stdout
+    assert not res.get('warnings'), res.get('warnings')
+    # without known_hosts_file rclone accepts any host key: every module says so, in a failed run too
+    unchecked = dict(remote, options=dict((k, v) for k, v in remote['options'].items() if k != 'known_hosts_file'))
+    run = run_playbook([info(remote=unchecked, host='h2'),
+                        {'name': 'rotate', 'ignore_errors': True, 'holdfast.volumes.backup_rotation': dict(
+                            remote=unchecked, host='h2', volume='never_synced', keep_last=1)}])
+    assert run.task('info')['backups'] and run.status('rotate') == 'failed', run.stdout
+    for name in ('info', 'rotate'):
+        assert [w for w in run.task(name).get('warnings') or [] if 'known_hosts_file' in w], run.task(name)
 
 
 def test_killed_server_mid_upload_leaves_no_manifest_and_next_run_completes(rclone_s3, tmp_path):

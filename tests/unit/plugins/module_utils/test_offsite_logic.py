@@ -195,8 +195,7 @@ def test_remote_manifest_of_the_wrong_shape_is_reported_broken_not_a_crash(tmp_p
     manifest = json.loads(remote.read_text())
     manifest['bytes_stored'] = str(manifest['bytes_stored'] + 1)  # a string: '%d' % it raised TypeError
     remote.write_text(json.dumps(manifest))
-    info, warnings = run_remote_info(dict(params(tmp_path), verify='size'))
-    assert warnings == []  # a local remote: nothing to warn about
+    info = run_remote_info(dict(params(tmp_path), verify='size'))
     state = info['backups'][0]
     assert state['count'] == 1 and state['unreadable_manifests'] == 1 and state['newest']['problem'] is None
 
@@ -240,19 +239,42 @@ def test_a_rotten_local_archive_never_replaces_the_remote_copy_in_a_repair(tmp_p
     assert remote_archive.read_bytes() == good + b'tail'  # not overwritten by the rotten local copy
 
 
-def test_sftp_without_known_hosts_is_warned_in_every_module_that_uses_the_remote(tmp_path):
-    """rclone checks an SFTP server's host key only with known_hosts_file: without it, every module that reaches
-    the remote says so (sync, info and rotation here; volume_restore adds the same function's warnings)."""
-    from ansible_collections.holdfast.volumes.plugins.module_utils._offsite import run_remote_rotation
-    from ansible_collections.holdfast.volumes.plugins.module_utils._remote_store import remote_warnings
-    make_store(tmp_path / 'store', 'v', 2)
-    sftp = params(tmp_path)
-    sftp['remote'] = dict(sftp['remote'], type='sftp')
-    _result, warnings = run_sync(sftp)
+def test_sftp_without_known_hosts_is_warned_by_every_module_and_the_scheduled_runner(tmp_path):
+    """rclone checks an SFTP server's host key only with known_hosts_file: without it, the modules given the remote
+    warn as they start (so a failed run shows it too), and the scheduled runner puts it on its sync lines."""
+    from ansible_collections.holdfast.volumes.plugins.module_utils._remote_store import (
+        remote_warnings,
+        warn_about_remote,
+    )
+    from ansible_collections.holdfast.volumes.plugins.module_utils._scheduled import run_offsite
+    sftp = dict(type='sftp', path='/srv/offsite', options={'host': 'backup.example.org', 'pass': 's3cr3t-value'})
+    warnings = remote_warnings(sftp)
     assert len(warnings) == 1 and 'known_hosts_file' in warnings[0] and 'host key is not checked' in warnings[0]
-    assert 's3cr3t-value' not in warnings[0]
-    assert run_remote_info(sftp)[1] == warnings
-    assert run_remote_rotation(dict(sftp, keep_last=5))[1] == warnings
-    checked = dict(sftp['remote'], options=dict(sftp['remote']['options'], known_hosts_file='/etc/ssh/known'))
-    assert remote_warnings(checked) == [] and remote_warnings(params(tmp_path)['remote']) == []
-    assert remote_warnings(None) == []
+    assert 's3cr3t-value' not in warnings[0] and 'backup.example.org' not in warnings[0]
+    for known in ('', None):
+        assert remote_warnings(dict(sftp, options=dict(sftp['options'], known_hosts_file=known))) == warnings
+    assert remote_warnings(dict(sftp, options=dict(known_hosts_file='/etc/ssh/ssh_known_hosts'))) == []
+    assert remote_warnings(params(tmp_path)['remote']) == [] and remote_warnings(None) == []
+
+    class Module(object):
+        def __init__(self, remote):
+            self.params, self.warned = dict(remote=remote), []
+
+        def warn(self, text):
+            self.warned.append(text)
+    for remote, expected in ((sftp, warnings), (None, []), (params(tmp_path)['remote'], [])):
+        module = Module(remote)
+        warn_about_remote(module)
+        assert module.warned == expected
+
+    lines = []
+    plan = dict(offsite_remotes=[sftp], offsite_syncs=[dict(remote_id=0, label='sftp:/srv/offsite', volumes=['v'])],
+                offsite_rotations=[dict(remote_id=0, volume='v', keep_last=3)])
+    failed = run_offsite(plan, lambda p: (dict(copied=[], present=1), ['no local backups of w in /x']),
+                         lambda p: (dict(kept=[], removed=[], broken=['a']), ['broken: a']),
+                         dict(volumes=dict(type='list'), remote=dict(type='dict')),
+                         dict(volume=dict(type='str'), keep_last=dict(type='int'), remote=dict(type='dict')),
+                         lines.append)
+    assert failed == 0, lines
+    assert lines[0]['warnings'] == warnings + ['no local backups of w in /x']
+    assert lines[1]['warnings'] == ['broken: a']
