@@ -21,7 +21,7 @@ import socket
 
 from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
 from ansible_collections.holdfast.volumes.plugins.module_utils._rclone import Rclone, explain, rclone_message
-from ansible_collections.holdfast.volumes.plugins.module_utils._retention import apply_policy
+from ansible_collections.holdfast.volumes.plugins.module_utils._retention import plan_backups
 from ansible_collections.holdfast.volumes.plugins.module_utils._store import (
     MANIFEST_MAX,
     MANIFEST_SUFFIX,
@@ -165,12 +165,7 @@ def plan_remote_rotation(rclone, host, scans, policy, result, diffs):
             why = check_remote_backup(rclone, host, backup, verify) if verify != 'none' else None
             (broken if why else sound).append((backup, why))
         sound = [b for b, _w in sound]
-        plan = apply_policy(sound, rules, now=now, time_of=lambda b: b['time'])
-        keep = [dict(item=e['item'], reasons=list(e['reasons'])) for e in plan['keep']]
-        remove = list(plan['remove'])
-        if sound and sound[0] in remove:  # the newest sound backup always stays
-            remove.remove(sound[0])
-            keep.insert(0, dict(item=sound[0], reasons=['newest']))
+        keep, remove = plan_backups(sound, rules, now=now)
         broken_out = []
         for backup, why in broken:
             broken_out.append(dict(remote_entry(rclone, host, backup), reason=why,

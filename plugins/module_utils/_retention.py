@@ -253,6 +253,19 @@ def apply_policy(items, policy, now=None, time_of=None, timezone=None):
     return dict(keep=keep, remove=remove)
 
 
+
+def plan_backups(sound, rules, now=None):
+    """The rotation's decision for one folder's sound backups (newest first, each with a 'time'): the policy, and the
+    newest sound backup always stays whatever the policy says. Returns (keep, remove): keep as
+    [dict(item=..., reasons=[...])], remove as the items. The local and the remote rotation both decide here."""
+    plan = apply_policy(sound, rules, now=now, time_of=lambda b: b['time'])
+    keep = [dict(item=e['item'], reasons=list(e['reasons'])) for e in plan['keep']]
+    remove = list(plan['remove'])
+    if sound and sound[0] in remove:
+        remove.remove(sound[0])
+        keep.insert(0, dict(item=sound[0], reasons=['newest']))
+    return keep, remove
+
 def parse_time(value, where='time'):
     """An ISO 8601 string (Z or offset; no offset means UTC), an epoch number, or a datetime -> aware datetime."""
     if isinstance(value, datetime.datetime):

@@ -25,8 +25,8 @@ from contextlib import nullcontext
 from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError, refuse_negative
 from ansible_collections.holdfast.volumes.plugins.module_utils._retention import (
     POLICY_KEYS,
-    apply_policy,
     parse_time,
+    plan_backups,
     validate_policy,
 )
 from ansible_collections.holdfast.volumes.plugins.module_utils._store import (
@@ -106,12 +106,7 @@ def plan_folder(folder, how):
             broken.append(dict(_entry(backup), reason=why, _backup=backup))
         else:
             sound.append(backup)
-    plan = apply_policy(sound, rules, now=now, time_of=lambda b: b['time'])
-    keep = [dict(item=e['item'], reasons=list(e['reasons'])) for e in plan['keep']]
-    remove = list(plan['remove'])
-    if sound and sound[0] in remove:  # belt and braces: the newest sound backup always stays
-        remove.remove(sound[0])
-        keep.insert(0, dict(item=sound[0], reasons=['newest']))
+    keep, remove = plan_backups(sound, rules, now=now)
     cutoff = time.time() - stale_age
     stale = []
     for name in scan['temps'] + scan['orphans']:

@@ -15,6 +15,7 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._retention import
     parse_duration,
     parse_time,
     period_key,
+    plan_backups,
     validate_policy,
 )
 
@@ -284,3 +285,21 @@ def test_unlimited_keeps_one_per_period(its, period, tz):
     for k, group in per_key.items():
         # exactly one per period; the oldest item may be the one extra (restic keeps it while counts are left)
         assert len(group) == 1 or (len(group) == 2 and oldest in group and k == key(oldest))
+
+
+@settings(max_examples=200, deadline=None)
+@given(item_lists, policies)
+def test_plan_backups_keeps_the_first_sound_backup_whatever_the_policy(its, policy):
+    """The local and the remote rotation decide with plan_backups: their first (newest listed) sound backup stays
+    even where the policy alone would drop it (here: the list's first is not the newest by time)."""
+    sound = sorted(its, key=lambda i: i['time'])  # oldest first: the policy keeps the last, not the first
+    keep, remove = plan_backups(sound, validate_policy(policy), now=NOW)
+    assert sound[0] in [e['item'] for e in keep] and sound[0] not in remove
+    assert sorted(i['id'] for i in [e['item'] for e in keep] + remove) == sorted(i['id'] for i in its)
+
+
+def test_plan_backups_names_the_rule_newest():
+    old, new = {'id': 0, 'time': NOW - dt.timedelta(days=2)}, {'id': 1, 'time': NOW - dt.timedelta(days=1)}
+    keep, remove = plan_backups([old, new], validate_policy({'keep_last': 1}), now=NOW)
+    assert keep == [{'item': old, 'reasons': ['newest']}, {'item': new, 'reasons': ['last']}] \
+        and remove == []
