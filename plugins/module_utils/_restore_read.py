@@ -45,12 +45,21 @@ def open_archive(path):
 
 
 class _Pipeline(object):
-    """archive file -> (hash in this process) -> [age -d] -> zstd -dcf -> consumer (stdout pipe or a command)."""
+    """archive file -> (hash in this process) -> [age -d] -> zstd -dcf -> stdout (a pipe)."""
 
-    def __init__(self, path, identity, consumer_cmd=None, cwd=None):
-        with open_archive(path) as handle:
-            head = handle.read(64)
-        self.encrypted = head.startswith(AGE_MAGIC)
+    def __init__(self, path, identity):
+        # one open per pass: the head tells whether age is needed, then the same handle feeds the pipeline (a
+        # remote archive is one rclone download, not two)
+        self.handle = open_archive(path)
+        try:
+            self._start(path, identity)
+        except BaseException:
+            self.handle.close()
+            raise
+
+    def _start(self, path, identity):
+        self.head = self.handle.read(64)
+        self.encrypted = self.head.startswith(AGE_MAGIC)
         self.path = path
         self.digest = hashlib.sha256()
         self.errors = []
@@ -64,15 +73,11 @@ class _Pipeline(object):
                 raise HoldfastError("identity file %s does not exist." % identity)
             stages.append([need('age', 'age'), '--decrypt', '--identity', identity])
         stages.append([need('zstd', 'zstd'), '-q', '-d', '-c', '-f'])
-        if consumer_cmd:
-            stages.append(consumer_cmd)
         prev = None
-        for i, cmd in enumerate(stages):
+        for cmd in stages:
             err = tempfile.TemporaryFile()
-            is_last = i == len(stages) - 1
-            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE if prev is None else prev, stdout=(
-                subprocess.DEVNULL if (is_last and consumer_cmd) else subprocess.PIPE), stderr=err, cwd=cwd,
-                env=command_env())
+            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE if prev is None else prev, stdout=subprocess.PIPE,
+                                    stderr=err, env=command_env())
             if prev is not None:
                 prev.close()
             for stream in (proc.stdin, proc.stdout):
@@ -88,7 +93,9 @@ class _Pipeline(object):
     def _feed(self):
         sink = self.procs[0][1].stdin
         try:
-            with open_archive(self.path) as handle:
+            with self.handle as handle:
+                self.digest.update(self.head)
+                sink.write(self.head)
                 while True:
                     block = handle.read(CHUNK)
                     if not block:
@@ -146,7 +153,6 @@ def gate_archive(path, manifest, identity, allow_special, *, sink=None, escaping
     checker = MemberChecker(allow_special=allow_special, refuse_escaping_links=escaping_links)
     problem = None
     try:
-        grow_pipe(pipe.stdout)
         gate_stream(pipe.stdout, checker, sink, guard=guard, limit=_raw_limit(manifest))
     except TarFormatError as exc:
         problem = str(exc)
@@ -169,13 +175,13 @@ def _disk_guard(params, manifest, where):
     except ValueError as exc:
         raise HoldfastError("disk_reserve: %s." % exc) from None
     guard = DiskGuard(where, reserve)
-    need = _raw_limit(manifest) or 0
+    wanted = _raw_limit(manifest) or 0
     free = guard.free()[0]
-    if need and free - reserve < need:
+    if wanted and free - reserve < wanted:
         raise HoldfastError("Not enough free space to restore: the archive holds %s (its manifest's bytes_raw) and "
                             "the filesystem of %s has %s free, of which %s is kept in reserve (disk_reserve). Free "
                             "some space or restore elsewhere; the target was not touched."
-                            % (human(need), where, human(free), human(reserve)))
+                            % (human(wanted), where, human(free), human(reserve)))
     return guard
 
 
