@@ -70,16 +70,14 @@ _value:
 '''
 
 import json
-import re
 
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
 from ansible_collections.holdfast.volumes.plugins.module_utils._model_schema import effective_offsite, validate_model
+from ansible_collections.holdfast.volumes.plugins.module_utils._remote_store import is_host_name
 from ansible_collections.holdfast.volumes.plugins.module_utils._retention import validate_policy
 
-# the host folder on a remote, as backup_sync accepts it (checked here too, so it fails before the first backup)
-HOST_RE = re.compile(r'^[A-Za-z0-9_.@-]+$')
 DEFAULTS = dict(driver='local', driver_options={}, labels={}, state='present', recurse=True)
 DOCKER_KEYS = ('name', 'driver', 'driver_options', 'labels', 'state')
 # backup settings of an entry that are volume_backup options as they are
@@ -198,8 +196,8 @@ def volume_model(entries, facet='all', offsite=None, host=None):
     if facet in ('backup_jobs', 'offsite_remotes', 'offsite_syncs', 'offsite_rotations', 'schedule'):
         remotes = []
         jobs = [backup_job(e, offsite, host, remotes) for e in present if e.get('backup')]
-        if any(job['offsite'] for job in jobs) and (not isinstance(host, str) or not HOST_RE.match(host)
-                                                    or host in ('.', '..')):
+        # the host folder on a remote, as backup_sync accepts it (checked here, so it fails before the first backup)
+        if any(job['offsite'] for job in jobs) and not is_host_name(host):
             raise AnsibleFilterError("volume_model: offsite copies need the host they are filed under (host=, the "
                                      "backup role's holdfast_backup_host): a host name (letters, digits, . _ @ -), "
                                      "got %r." % (host,))

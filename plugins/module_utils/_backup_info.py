@@ -30,7 +30,7 @@ def folder_state(folder, verify, now):
                  inconsistent=sum(1 for b in backups if b['manifest'].get('consistent') is False))
     if newest:
         manifest = newest['manifest']
-        broken = check_backup(newest, verify) if verify != 'none' else None
+        broken = check_backup(newest, verify)
         state['newest'] = dict(archive=newest['archive_path'], created=manifest.get('created'),
                                age_seconds=int((now - newest['time']).total_seconds()),
                                bytes=manifest.get('bytes_stored'), file_count=manifest.get('file_count'),

@@ -354,7 +354,7 @@ def run_remote_info(params):
                          unreadable_manifests=len(scan['bad_manifests']), newest=None, host=host)
             if newest:
                 manifest = newest['manifest']
-                broken = check_remote_backup(rclone, host, newest, verify) if verify != 'none' else None
+                broken = check_remote_backup(rclone, host, newest, verify)
                 state['newest'] = dict(archive='%s/%s' % (where, manifest['archive']),
                                        created=manifest.get('created'),
                                        age_seconds=int((now - newest['time']).total_seconds()),

@@ -31,6 +31,11 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._store import (
 )
 
 HOST_RE = re.compile(r'^[A-Za-z0-9_.@-]+$')
+
+
+def is_host_name(host):
+    """Pure: a name a host's folder on a remote may have (also checked by the volume_model filter)."""
+    return isinstance(host, str) and bool(HOST_RE.match(host)) and host not in ('.', '..')
 CHUNK = 4 * 1024 * 1024
 # the module option `remote`, shared by backup_sync and the modules that read or rotate a remote store
 REMOTE_SPEC = dict(
@@ -43,7 +48,7 @@ REMOTE_SPEC = dict(
 def host_folder(host=None):
     """The host folder under the remote path: the given name (validated) or this host's short name."""
     host = host or socket.gethostname().split('.')[0] or 'localhost'
-    if not HOST_RE.match(host) or host in ('.', '..'):
+    if not is_host_name(host):
         raise HoldfastError("host must be a host name (letters, digits, . _ @ -), got %r." % host)
     return host
 
@@ -137,7 +142,10 @@ def read_back_sha256(rclone, relpath, sub):
 
 
 def check_remote_backup(rclone, host, backup, verify):
-    """None when sound, else why it is broken: size from the listing; sha256 by reading the copy back."""
+    """None when sound (or verify is 'none': nothing checked), else why it is broken: size from the listing; sha256
+    by reading the copy back."""
+    if verify == 'none':
+        return None
     manifest = backup['manifest']
     if manifest.get('bytes_stored') is not None and backup['remote_size'] != manifest['bytes_stored']:
         return 'archive is %s bytes, manifest says %d' % (backup['remote_size'], manifest['bytes_stored'])
@@ -162,7 +170,7 @@ def plan_remote_rotation(rclone, host, scans, policy, result, diffs):
         where = '%s/%s/%s' % (rclone.display, host, folder)
         sound, broken = [], []
         for backup in scan['complete']:
-            why = check_remote_backup(rclone, host, backup, verify) if verify != 'none' else None
+            why = check_remote_backup(rclone, host, backup, verify)
             (broken if why else sound).append((backup, why))
         sound = [b for b, _w in sound]
         keep, remove = plan_backups(sound, rules, now=now)

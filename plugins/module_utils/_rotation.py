@@ -101,7 +101,7 @@ def plan_folder(folder, how):
     scan = list_backups(folder)
     sound, broken = [], []
     for backup in scan['complete']:
-        why = check_backup(backup, verify) if verify != 'none' else None
+        why = check_backup(backup, verify)
         if why:
             broken.append(dict(_entry(backup), reason=why, _backup=backup))
         else:
