@@ -303,7 +303,7 @@ def _read_quiesced(job, quiesce, tmp_path, index_fd):
     output = ArchiveOutput(params.get('compression') or 'zstd', params.get('compression_level'),
                            params.get('encrypt_to'), params.get('verify', True))
     # the Engine route's helper container is created before the pause, so only the read is downtime
-    mount = src.access.engine_mount(src.name, read_only=True) if src.route != 'host' else _no_mount()
+    mount = src.access.engine_mount(src.name, read_only=True) if src.route != 'host' else contextlib.nullcontext()
     with _signals_raise(), mount as cid:
         with quiesce:
             # containers resume as soon as the source has been read (quiesce.resume), before the
@@ -337,11 +337,6 @@ def backup_manifest(params, source, final_name, stats, timing):
         encryption=dict(tool='age', recipients=[r.strip() for r in params['encrypt_to']]) if encrypted else None,
         sha256=stats['sha256'], quiesce=params.get('quiesce') or 'auto', duration_seconds=round(duration, 3),
         source_read_seconds=stats['source_seconds'])
-
-
-@contextlib.contextmanager
-def _no_mount():
-    yield None
 
 
 class _signals_raise(object):

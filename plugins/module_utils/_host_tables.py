@@ -61,7 +61,7 @@ def dropin_path(name):
 
 def dropin_content(path):
     """Pure: the drop-in's text for a mount point."""
-    return '[Unit]\n# %s\nRequiresMountsFor=%s\n' % ('managed by holdfast.volumes luks_path', path)
+    return '[Unit]\n%s\nRequiresMountsFor=%s\n' % (MANAGED_MARK, path)
 
 
 def read_table(path):

@@ -195,9 +195,10 @@ def _read_source(task, state):
 
 
 def _read_mapping(task, state):
-    state.active = dm_device(task.name) is not None
+    dm = dm_device(task.name)
+    state.active = dm is not None
     state.mounted = mount_at(read_mounts(), task.path)
-    if state.mounted and state.mounted['source'] not in (task.mapper, '/dev/%s' % dm_device(task.name)) and not (
+    if state.mounted and state.mounted['source'] not in (task.mapper, '/dev/%s' % dm) and not (
             state.active and os.path.realpath(state.mounted['source']) == os.path.realpath(task.mapper)):
         state.foreign_mount = True
 

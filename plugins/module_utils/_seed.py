@@ -28,7 +28,6 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._tree_walk import
 from ansible_collections.holdfast.volumes.plugins.module_utils._volume_access import (
     HELPER_IMAGE,
     VolumeAccess,
-    dir_is_empty,
 )
 
 UNKNOWN_EMPTY = ("Check mode cannot tell whether volume %s is empty: it is reached through the Docker Engine and "
@@ -57,7 +56,7 @@ def run_seed(params, check_mode=False):
     else:
         access = VolumeAccess(client, params.get('docker_host'))
         route, target = access.route(vol)
-        empty = dir_is_empty(target) if route == 'host' else access.is_empty(vol, check_mode=check_mode)
+        empty = access.is_empty(vol, check_mode=check_mode)
     result = dict(changed=False, volume=params['volume'], src=src, route=route, seeded=False)
     unknown = empty is None  # check mode, and reading the volume would need the helper image built first
     if unknown:

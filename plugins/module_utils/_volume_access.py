@@ -141,14 +141,14 @@ class VolumeAccess(object):
         return None
 
     # -- the engine route -------------------------------------------------
-    def helper_image_present(self):
+    def helper_image_present(self, image=HELPER_IMAGE):
         try:
-            self.client.inspect_image(HELPER_IMAGE)
+            self.client.inspect_image(image)
             return True
         except NotFound:
             return False
         except (DockerException, APIError) as exc:
-            raise api_error('inspect the helper image %s' % HELPER_IMAGE, exc) from exc
+            raise api_error('inspect the helper image %s' % image, exc) from exc
 
     def ensure_helper_image(self):
         if self.helper_image_present():
@@ -206,13 +206,8 @@ class VolumeAccess(object):
         """The shell helper image, built locally from the host's static busybox (no registry). Returns (name,
         temporary). In check mode a missing image is built under a throwaway tag that the caller removes afterwards
         (remove_image), so that check mode predicts exactly and leaves the host as it was."""
-        try:
-            self.client.inspect_image(BUSYBOX_IMAGE)
+        if self.helper_image_present(BUSYBOX_IMAGE):
             return BUSYBOX_IMAGE, False
-        except NotFound:
-            pass
-        except (DockerException, APIError) as exc:
-            raise api_error('inspect the helper image %s' % BUSYBOX_IMAGE, exc) from exc
         busybox = next((p for p in ('/bin/busybox', '/usr/bin/busybox') if is_static_elf(p)), None)
         if not busybox:
             raise HoldfastError("This volume is reached through the Engine and needs a helper container with a "
