@@ -20,7 +20,7 @@ import re
 import socket
 
 from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
-from ansible_collections.holdfast.volumes.plugins.module_utils._rclone import Rclone, explain, rclone_message
+from ansible_collections.holdfast.volumes.plugins.module_utils._rclone import Rclone
 from ansible_collections.holdfast.volumes.plugins.module_utils._retention import plan_backups
 from ansible_collections.holdfast.volumes.plugins.module_utils._store import (
     MANIFEST_MAX,
@@ -119,25 +119,13 @@ def scan_remote(rclone, host, volumes=None):
 
 
 def read_back_sha256(rclone, relpath, sub):
-    """Stream a remote object through sha256: (digest, size) or raises with rclone's message."""
-    proc, err = rclone.stream(relpath, sub)
+    """Stream a remote object through sha256: (digest, size), or raises (a HoldfastError) with rclone's message."""
     digest = hashlib.sha256()
     size = 0
-    try:
-        while True:
-            block = proc.stdout.read(CHUNK)
-            if not block:
-                break
+    with RemoteStream(rclone, sub, relpath, after='') as stream:
+        for block in iter(lambda: stream.read(CHUNK), b''):
             digest.update(block)
             size += len(block)
-    finally:
-        proc.stdout.close()
-        code = proc.wait()
-        err.seek(0)
-        stderr = err.read().decode('utf-8', 'replace')
-        err.close()
-    if code != 0:
-        rclone.fail('Reading back %s' % relpath, stderr)
     return digest.hexdigest(), size
 
 
@@ -260,9 +248,13 @@ class RemoteReadError(OSError, HoldfastError):
 
 
 class RemoteStream(object):
-    def __init__(self, rclone, host, relpath):
+    """The bytes of one remote object (rclone cat). The read that ends the stream checks rclone's exit: a failed
+    download raises RemoteReadError (its message ends with `after`) instead of passing for a short object."""
+
+    def __init__(self, rclone, host, relpath, after='; nothing was written from it'):
         self.rclone = rclone
         self.relpath = relpath
+        self.after = after
         self.proc, self.err = rclone.stream(relpath, host)
         self.done = False
 
@@ -273,10 +265,11 @@ class RemoteStream(object):
             code = self.proc.wait()
             if code != 0:
                 self.err.seek(0)
-                message = self.err.read().decode('utf-8', 'replace')
-                text = rclone_message(message, self.rclone.secrets)
-                raise RemoteReadError('reading %s from remote %s failed (%s): %s; nothing was written from it' % (
-                    self.relpath, self.rclone.display, explain(text) or 'rclone exited %d' % code, text))
+                failure = self.rclone.failure(self.err.read().decode('utf-8', 'replace'))
+                if failure == ': ':  # rclone said nothing
+                    failure = ' (rclone exited %d)' % code
+                raise RemoteReadError('reading %s from remote %s failed%s%s' % (
+                    self.relpath, self.rclone.display, failure, self.after))
         return data
 
     def close(self):
