@@ -124,9 +124,14 @@ def block_size_bytes(device):
     return size
 
 
+def cryptsetup():
+    """The cryptsetup executable (a clear error naming the package when it is missing)."""
+    return need('cryptsetup', 'cryptsetup-bin')
+
+
 def luks_dump(source):
     """The parsed luksDump of source; None when it is not LUKS."""
-    rc, out, _err = run([need('cryptsetup', 'cryptsetup-bin'), 'luksDump', source], check=False)
+    rc, out, _err = run([cryptsetup(), 'luksDump', source], check=False)
     return parse_luks_dump(out) if rc == 0 else None
 
 
@@ -192,7 +197,7 @@ class KeyTester(object):
         ident = (key.keyfile, key.passphrase)
         if ident not in self.known:
             args, secrets = key.args()
-            rc, _out, _err = run([need('cryptsetup', 'cryptsetup-bin'), 'open', '--test-passphrase'] + args
+            rc, _out, _err = run([cryptsetup(), 'open', '--test-passphrase'] + args
                                  + [self.source], secrets=secrets, check=False)
             self.known[ident] = rc == 0
         return self.known[ident]

@@ -22,6 +22,7 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._host_info import
 from ansible_collections.holdfast.volumes.plugins.module_utils._host_tables import write_dropin, write_table
 from ansible_collections.holdfast.volumes.plugins.module_utils._luks import (
     KeyTester,
+    cryptsetup,
     luks_dump,
     probe_filesystem,
     run,
@@ -109,10 +110,6 @@ def attributes(params):
     return dict(uid=parse_id(params.get('owner'), 'owner'), gid=parse_id(params.get('group'), 'group'), mode=mode)
 
 
-def _cryptsetup():
-    return need('cryptsetup', 'cryptsetup-bin')
-
-
 class Applier(object):
     """The actions the plan's steps name. Each takes the step's arguments as keywords."""
 
@@ -155,7 +152,7 @@ class Applier(object):
     @staticmethod
     def do_format(source, key, **options):
         args, secrets = key.args()
-        cmd = [_cryptsetup(), 'luksFormat', '--batch-mode', '--type', options['luks_type'], '--cipher',
+        cmd = [cryptsetup(), 'luksFormat', '--batch-mode', '--type', options['luks_type'], '--cipher',
                options['cipher'], '--key-size', str(options['key_size'])]
         if options['luks_type'] == 'luks2':
             cmd += ['--pbkdf', options['pbkdf']]
@@ -172,7 +169,7 @@ class Applier(object):
             new_args, new_secrets = [new.keyfile], []
         else:
             new_args, new_secrets = ['/proc/self/fd/{fd%d}' % len(cur_secrets)], [new.passphrase.encode('utf-8')]
-        run([_cryptsetup(), 'luksAddKey', '--batch-mode'] + cur_args + [source] + new_args,
+        run([cryptsetup(), 'luksAddKey', '--batch-mode'] + cur_args + [source] + new_args,
             cur_secrets + new_secrets, True, 'cryptsetup luksAddKey')
 
     def do_verify_key(self, source, key):
@@ -185,14 +182,14 @@ class Applier(object):
         if new and not self.tester.unlocks(new):
             raise HoldfastError("Refusing to remove the old key: the new key does not unlock %s." % source)
         args, secrets = key.args()
-        run([_cryptsetup(), 'luksRemoveKey', '--batch-mode'] + args + [source], secrets, True,
+        run([cryptsetup(), 'luksRemoveKey', '--batch-mode'] + args + [source], secrets, True,
             'cryptsetup luksRemoveKey')
         self.tester.forget()
 
     @staticmethod
     def do_open(source, name, key):
         args, secrets = key.args()
-        run([_cryptsetup(), 'open', '--type', 'luks'] + args + [source, name], secrets, True, 'cryptsetup open')
+        run([cryptsetup(), 'open', '--type', 'luks'] + args + [source, name], secrets, True, 'cryptsetup open')
 
     @staticmethod
     def do_grow_mapping(source, name, key):
@@ -200,7 +197,7 @@ class Applier(object):
         if loop:
             run([need('losetup', 'util-linux'), '--set-capacity', loop], what='losetup --set-capacity')
         args, secrets = key.args()
-        run([_cryptsetup(), 'resize'] + args + [name], secrets, True, 'cryptsetup resize')
+        run([cryptsetup(), 'resize'] + args + [name], secrets, True, 'cryptsetup resize')
 
     # -- filesystem, mount point, Docker volume, tables ------------------------------------------------------------
     @staticmethod
@@ -255,7 +252,7 @@ class Applier(object):
         folder = tempfile.mkdtemp(prefix='.holdfast-tmp-header-', dir=os.path.dirname(target) or '.')
         tmp = os.path.join(folder, 'header')
         try:
-            run([_cryptsetup(), 'luksHeaderBackup', source, '--header-backup-file', tmp],
+            run([cryptsetup(), 'luksHeaderBackup', source, '--header-backup-file', tmp],
                 what='cryptsetup luksHeaderBackup')
             os.chmod(tmp, 0o600)
             fd = os.open(tmp, os.O_RDONLY | os.O_NOFOLLOW)
@@ -274,11 +271,11 @@ class Applier(object):
 
     @staticmethod
     def do_close(name):
-        run([_cryptsetup(), 'close', name], (), True, 'cryptsetup close')
+        run([cryptsetup(), 'close', name], (), True, 'cryptsetup close')
 
     @staticmethod
     def do_erase(source):
-        run([_cryptsetup(), 'erase', '--batch-mode', source], (), True, 'cryptsetup erase')
+        run([cryptsetup(), 'erase', '--batch-mode', source], (), True, 'cryptsetup erase')
 
     @staticmethod
     def do_wipefs(source):
@@ -331,7 +328,7 @@ def _diff(task, state, after_dump):
 
 def run_luks_path(params, check_mode=False):
     task = task_from_params(params, **attributes(params))
-    _cryptsetup()
+    cryptsetup()
     engine = Engine(params)
     tester = KeyTester(task.source)
     state = read_state(task, engine, tester)

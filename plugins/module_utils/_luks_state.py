@@ -33,6 +33,7 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._luks import (
     Key,
     KeyTester,
     block_size_bytes,
+    cryptsetup,
     holds_data,
     luks_dump,
     parse_size,
@@ -40,7 +41,6 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._luks import (
     probe_filesystem,
     run,
 )
-from ansible_collections.holdfast.volumes.plugins.module_utils._process import need
 
 NAME_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.+-]{0,100}$')
 UNKNOWN = 'unknown'
@@ -216,7 +216,7 @@ def _read_container(task, state, tester):
     if not task.is_file and task.size is not None and state.exists:
         state.device_size = block_size_bytes(task.source)
     if state.active:
-        _rc, out, _err = run([need('cryptsetup', 'cryptsetup-bin'), 'status', task.name], check=False)
+        _rc, out, _err = run([cryptsetup(), 'status', task.name], check=False)
         status = parse_status(out)
         backing = status.get('loop') if task.is_file else status.get('device')
         if backing and os.path.realpath(backing) != os.path.realpath(task.source):

@@ -19,7 +19,7 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._errors import Ho
 from ansible_collections.holdfast.volumes.plugins.module_utils._members import AGE_MAGIC, MemberChecker
 from ansible_collections.holdfast.volumes.plugins.module_utils._pipeline import CHUNK
 from ansible_collections.holdfast.volumes.plugins.module_utils._process import command_env, grow_pipe, need
-from ansible_collections.holdfast.volumes.plugins.module_utils._store import open_regular
+from ansible_collections.holdfast.volumes.plugins.module_utils._store import open_archive_file
 from ansible_collections.holdfast.volumes.plugins.module_utils._tar_gate import (
     DiskGuard,
     default_reserve,
@@ -38,10 +38,7 @@ def open_archive(path):
     opener = getattr(path, 'open', None)
     if opener:
         return opener()
-    try:
-        return open_regular(path, 'archive')
-    except ValueError as exc:
-        raise HoldfastError('%s: only a regular file is read.' % exc) from None
+    return open_archive_file(path)
 
 
 class _Pipeline(object):

@@ -95,6 +95,14 @@ def open_regular(path, what='file'):
         raise
 
 
+def open_archive_file(path):
+    """open_regular for an archive, refusals as a HoldfastError (the message every reader of archives gives)."""
+    try:
+        return open_regular(path, 'archive')
+    except ValueError as exc:
+        raise HoldfastError('%s: only a regular file is read.' % exc) from None
+
+
 def read_manifest(path):
     """A local manifest: a regular file (no symlink, fifo or device) of at most MANIFEST_MAX bytes, of the right
     shape. ValueError (or OSError) otherwise."""

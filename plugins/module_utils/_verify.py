@@ -15,16 +15,12 @@ import threading
 
 from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
 from ansible_collections.holdfast.volumes.plugins.module_utils._pipeline import CHUNK
-from ansible_collections.holdfast.volumes.plugins.module_utils._store import open_regular
+from ansible_collections.holdfast.volumes.plugins.module_utils._store import open_archive_file
 
 
 def sha256_file(path, chunk=4 * 1024 * 1024):
     digest = hashlib.sha256()
-    try:
-        handle = open_regular(path, 'archive')
-    except ValueError as exc:
-        raise HoldfastError('%s: only a regular file is read.' % exc) from None
-    with handle:
+    with open_archive_file(path) as handle:
         while True:
             block = handle.read(chunk)
             if not block:
