@@ -100,16 +100,6 @@ class Engine(object):
         return inspect_volume(self.client(), name)
 
 
-def attributes(params):
-    """uid, gid and mode (a ModeSpec) of the mount point, as volume_permissions reads them; a bad mode fails before
-    anything is read (with any state), an unknown owner or group only where they are used (state mounted)."""
-    from ansible_collections.holdfast.volumes.plugins.module_utils._modes import ModeSpec, parse_id
-    mode = ModeSpec(params['mode'], 'mode') if params.get('mode') not in (None, '') else None
-    if (params.get('state') or 'mounted') != 'mounted':
-        return dict(mode=mode)
-    return dict(uid=parse_id(params.get('owner'), 'owner'), gid=parse_id(params.get('group'), 'group'), mode=mode)
-
-
 class Applier(object):
     """The actions the plan's steps name. Each takes the step's arguments as keywords."""
 
@@ -327,7 +317,7 @@ def _diff(task, state, after_dump):
 
 
 def run_luks_path(params, check_mode=False):
-    task = task_from_params(params, **attributes(params))
+    task = task_from_params(params)
     cryptsetup()
     engine = Engine(params)
     tester = KeyTester(task.source)

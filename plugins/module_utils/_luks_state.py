@@ -41,6 +41,7 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._luks import (
     probe_filesystem,
     run,
 )
+from ansible_collections.holdfast.volumes.plugins.module_utils._modes import mode_option, parse_id
 
 NAME_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.+-]{0,100}$')
 UNKNOWN = 'unknown'
@@ -135,9 +136,14 @@ def _check_keyfiles(params):
                                     % (opt, path, stat.S_IMODE(os.stat(path).st_mode)))
 
 
-def task_from_params(params, uid=None, gid=None, mode=None):
-    """The validated task; a HoldfastError that says what to fix before anything is read or changed. uid, gid and
-    mode (a ModeSpec) of the mount point come parsed: luks_path parses them with volume_permissions' rules."""
+def task_from_params(params):
+    """The validated task; a HoldfastError that says what to fix before anything is read or changed. The mount
+    point's mode and owner follow volume_permissions' rules: a bad mode fails first (with any state), an unknown
+    owner or group only where they are used (state mounted)."""
+    mode = mode_option(params, 'mode')
+    state = params.get('state') or 'mounted'
+    uid = parse_id(params.get('owner'), 'owner') if state == 'mounted' else None
+    gid = parse_id(params.get('group'), 'group') if state == 'mounted' else None
     if not params.get('path') or not os.path.isabs(params['path']):
         raise HoldfastError("path (the mount point) must be an absolute path.")
     if bool(params.get('backing_file')) == bool(params.get('device')):
@@ -147,7 +153,6 @@ def task_from_params(params, uid=None, gid=None, mode=None):
         raise HoldfastError("name %r is not a valid mapping name (letters, digits, _ . + -)." % name)
     if params.get('keyfile') and params.get('passphrase'):
         raise HoldfastError("Give keyfile or passphrase, not both.")
-    state = params.get('state') or 'mounted'
     if state == 'mounted' and not (params.get('keyfile') or params.get('passphrase')):
         raise HoldfastError("A key is needed: keyfile (a file on the host, mode 0600) or passphrase.")
     _check_keyfiles(params)

@@ -121,3 +121,8 @@ class ModeSpec(object):
                     mask |= {'u': 0o4700, 'g': 0o2070, 'o': 0o1007}[w]
                 mode = (mode & ~mask) | bits
         return mode
+
+
+def mode_option(params, name):
+    """The ModeSpec of the module option `name`, or None when it is not given (None or '')."""
+    return ModeSpec(params[name], name) if params.get(name) not in (None, '') else None

@@ -17,7 +17,7 @@ import time
 
 from ansible_collections.holdfast.volumes.plugins.module_utils._docker_common import connect, inspect_volume
 from ansible_collections.holdfast.volumes.plugins.module_utils._errors import HoldfastError
-from ansible_collections.holdfast.volumes.plugins.module_utils._modes import ModeSpec, parse_id
+from ansible_collections.holdfast.volumes.plugins.module_utils._modes import mode_option, parse_id
 from ansible_collections.holdfast.volumes.plugins.module_utils._tree_walk import converge_tree
 from ansible_collections.holdfast.volumes.plugins.module_utils._volume_access import (
     MOUNT_POINT,
@@ -29,12 +29,8 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._volume_access im
 def wanted_state(params):
     """Pure: the normalised wanted state from the module parameters."""
     state = dict(uid=parse_id(params.get('owner'), 'owner'), gid=parse_id(params.get('group'), 'group'),
-                 mode=ModeSpec(params['mode'], 'mode') if params.get('mode') not in (None, '') else None,
-                 recurse=bool(params.get('recurse')),
-                 file_mode=ModeSpec(params['file_mode'], 'file_mode') if params.get('file_mode') not in (None, '')
-                 else None,
-                 dir_mode=ModeSpec(params['dir_mode'], 'dir_mode') if params.get('dir_mode') not in (None, '')
-                 else None,
+                 mode=mode_option(params, 'mode'), recurse=bool(params.get('recurse')),
+                 file_mode=mode_option(params, 'file_mode'), dir_mode=mode_option(params, 'dir_mode'),
                  keep_exec=bool(params.get('keep_file_exec_bits')),
                  skip_hardlinks=bool(params.get('skip_hardlinks')))
     if (state['file_mode'] or state['dir_mode']) and not state['recurse']:

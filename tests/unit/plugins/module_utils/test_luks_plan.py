@@ -23,7 +23,7 @@ from ansible_collections.holdfast.volumes.plugins.module_utils._luks import Key
 from ansible_collections.holdfast.volumes.plugins.module_utils._luks_path import run_luks_path
 from ansible_collections.holdfast.volumes.plugins.module_utils._luks_plan import plan, with_filesystem
 from ansible_collections.holdfast.volumes.plugins.module_utils._luks_state import UNKNOWN, LuksState, LuksTask
-from ansible_collections.holdfast.volumes.plugins.module_utils._permissions import ModeSpec
+from ansible_collections.holdfast.volumes.plugins.module_utils._modes import ModeSpec
 
 NAME = 'holdfast-srv-enc-db'
 MAPPER = '/dev/mapper/' + NAME
