@@ -36,6 +36,8 @@ HOST_RE = re.compile(r'^[A-Za-z0-9_.@-]+$')
 def is_host_name(host):
     """Pure: a name a host's folder on a remote may have (also checked by the volume_model filter)."""
     return isinstance(host, str) and bool(HOST_RE.match(host)) and host not in ('.', '..')
+
+
 CHUNK = 4 * 1024 * 1024
 # the module option `remote`, shared by backup_sync and the modules that read or rotate a remote store
 REMOTE_SPEC = dict(

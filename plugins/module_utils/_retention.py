@@ -253,7 +253,6 @@ def apply_policy(items, policy, now=None, time_of=None, timezone=None):
     return dict(keep=keep, remove=remove)
 
 
-
 def plan_backups(sound, rules, now=None):
     """The rotation's decision for one folder's sound backups (newest first, each with a 'time'): the policy, and the
     newest sound backup always stays whatever the policy says. Returns (keep, remove): keep as
@@ -265,6 +264,7 @@ def plan_backups(sound, rules, now=None):
         remove.remove(sound[0])
         keep.insert(0, dict(item=sound[0], reasons=['newest']))
     return keep, remove
+
 
 def parse_time(value, where='time'):
     """An ISO 8601 string (Z or offset; no offset means UTC), an epoch number, or a datetime -> aware datetime."""
